@@ -1,0 +1,312 @@
+"""Widgets: a fault control panel and a live latency view.
+
+Defined in chapter 1. Both work in a browser and headless: tests set a slider's ``.value``
+and read ``panel.faults`` / ``view.stats()``. Charts are matplotlib PNGs placed in an
+ipywidgets ``Output`` (no ipympl, which hangs headless execution). Slider labels are in
+milliseconds; the library works in seconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import io
+import math
+
+import ipywidgets as W
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import runtime
+from .faults import ERROR_STATUSES, LATENCY_DISTS, FaultModel
+from .metrics import Call, Recorder
+
+_LAYOUT = W.Layout(width="420px")
+_STYLE = {"description_width": "130px"}
+
+
+def _controls() -> dict:
+    """One widget per fault knob (slider ranges are the useful part of each knob's range)."""
+    int_slider = lambda desc, hi, step: W.IntSlider(  # noqa: E731
+        0, min=0, max=hi, step=step, description=desc, layout=_LAYOUT, style=_STYLE,
+        continuous_update=False)
+    rate_slider = lambda desc: W.FloatSlider(  # noqa: E731
+        0.0, min=0.0, max=1.0, step=0.01, description=desc, readout_format=".0%",
+        layout=_LAYOUT, style=_STYLE, continuous_update=False)
+    return {
+        "latency_dist": W.Dropdown(options=LATENCY_DISTS, description="latency shape",
+                                   layout=_LAYOUT, style=_STYLE),
+        "latency_ms": int_slider("latency (ms)", 2000, 10),
+        "latency_rate": rate_slider("share delayed"),
+        "jitter_ms": int_slider("jitter ± (ms)", 1000, 10),
+        "latency_p99_ms": int_slider("p99 latency (ms)", 5000, 10),
+        "error_rate": rate_slider("error rate"),
+        "error_status": W.Dropdown(options=ERROR_STATUSES, value=500, description="error status",
+                                   layout=_LAYOUT, style=_STYLE),
+        "outage": W.Checkbox(False, description="outage (all 503)", style=_STYLE),
+        "reset_rate": rate_slider("connection resets"),
+        "slow_body_ms": int_slider("slow body (ms)", 5000, 50),
+    }
+
+
+class FaultPanel:
+    """Sliders bound both ways to a service's `FaultModel`.
+
+    Moving a slider changes the model at once (the next request sees it); changing the model
+    from code moves the sliders. ``panel.controls["latency_ms"].value = 300`` is what a test
+    does instead of a mouse.
+    """
+
+    def __init__(self, target, *, title: str | None = None):
+        self.faults: FaultModel = target if isinstance(target, FaultModel) else target.faults
+        name = title or getattr(target, "name", "service")
+        self.controls = _controls()
+        self.controls["latency_ms"].add_class("labkit-latency")
+        self.readout = W.HTML().add_class("labkit-readout")
+        reset = W.Button(description="all faults off", icon="undo")
+        reset.on_click(lambda _: self.faults.reset())
+        self._syncing = False
+        for knob, control in self.controls.items():
+            control.observe(lambda change, knob=knob: self._on_control(knob, change["new"]),
+                            names="value")
+        self.faults.on_change(lambda changed: self._sync_from_model())
+        self._sync_from_model()
+        self.widget = W.VBox([W.HTML(f"<b>Faults: {html.escape(name)}</b>"),
+                              *self.controls.values(), reset, self.readout]).add_class("labkit-panel")
+
+    def _on_control(self, knob: str, value) -> None:
+        if self._syncing:
+            return
+        f = self.faults
+        change = {knob: value}
+        # A long tail needs p99 >= p50: the p99 slider cannot go below p50, and p50 drags p99 up.
+        dist = value if knob == "latency_dist" else f.latency_dist
+        if dist == "long_tail":
+            p50 = value if knob == "latency_ms" else f.latency_ms
+            p99 = value if knob == "latency_p99_ms" else f.latency_p99_ms
+            change["latency_p99_ms"] = max(p99, p50)
+        try:
+            f.set(**change)
+        except ValueError as err:
+            self.readout.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+
+    def _sync_from_model(self) -> None:
+        self._syncing = True
+        try:
+            for knob, control in self.controls.items():
+                value = getattr(self.faults, knob)
+                if hasattr(control, "max") and value > control.max:
+                    control.max = value
+                control.value = int(value) if isinstance(control, W.IntSlider) else value
+        finally:
+            self._syncing = False
+        self.readout.value = html.escape(self.faults.describe())
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+
+def panel(target, *, title: str | None = None) -> FaultPanel:
+    """A fault control panel for a service (or a bare `FaultModel`)."""
+    return FaultPanel(target, title=title)
+
+
+class LiveView:
+    """Calls `call` at a steady rate and charts the recent calls; see `watch`."""
+
+    def __init__(self, call, *, rate_per_s: float, window: int, timeout_s: float,
+                 refresh_s: float, duration_s: float, max_in_flight: int, title: str):
+        for name, value, low in (("rate_per_s", rate_per_s, 0.0), ("timeout_s", timeout_s, 0.0),
+                                 ("refresh_s", refresh_s, 0.05), ("duration_s", duration_s, 0.0)):
+            if not isinstance(value, (int, float)) or not value > low:
+                raise ValueError(f"{name} must be a number > {low:g}, got {value!r}")
+        self.call = call
+        self.rate_per_s, self.timeout_s = rate_per_s, timeout_s
+        self.refresh_s, self.duration_s = refresh_s, duration_s
+        self.max_in_flight = max_in_flight
+        self.title = title
+        self.recorder = Recorder(window)
+        self.dropped = 0
+        self.draws = 0
+        self.in_flight = 0
+        self.loop = asyncio.get_running_loop()
+        self.chart = W.Output().add_class("labkit-chart")
+        self.stats_html = W.HTML().add_class("labkit-stats")
+        stop = W.Button(description="stop traffic", icon="stop")
+        stop.on_click(lambda _: runtime.spawn(self.stop()))
+        self.widget = W.VBox([self.stats_html, self.chart, stop])
+        self._tasks: list[asyncio.Task] = []
+        self._drawn_total = -1
+        runtime.on_shutdown(self)
+
+    # ---- traffic -----------------------------------------------------------
+    async def _one(self) -> Call:
+        loop = self.loop
+        start = loop.time()
+        self.in_flight += 1
+        try:
+            result = await asyncio.wait_for(self.call(), self.timeout_s)
+            status = getattr(result, "status", None)
+            ok, outcome = (status is None or status < 400), str(status or "ok")
+        except asyncio.TimeoutError:
+            ok, outcome = False, "timeout"
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a failed call is data here, not a crash
+            ok, outcome = False, type(err).__name__
+        finally:
+            self.in_flight -= 1
+        call = Call(loop.time(), loop.time() - start, ok, outcome)
+        self.recorder.record(call)
+        return call
+
+    async def _traffic(self) -> None:
+        interval = 1.0 / self.rate_per_s
+        end = self.loop.time() + self.duration_s
+        pending: set[asyncio.Task] = set()
+        try:
+            while self.loop.time() < end:
+                if self.in_flight < self.max_in_flight:
+                    t = self.loop.create_task(self._one())
+                    pending.add(t)
+                    t.add_done_callback(pending.discard)
+                else:
+                    self.dropped += 1
+                await asyncio.sleep(interval)
+        finally:
+            for t in list(pending):
+                t.cancel()
+
+    async def _redraw_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            if self.recorder.total != self._drawn_total:
+                # Render in a thread: ~0.1 s of matplotlib on the loop would add to every
+                # latency the chart is measuring.
+                total, calls, stats = self.recorder.total, list(self.recorder.calls), self.stats()
+                png = await asyncio.to_thread(render_png, calls, stats, self.title)
+                self._show(png, stats, total)
+
+    def start(self) -> "LiveView":
+        """Start background traffic and periodic redraws (stops after `duration_s`)."""
+        if not self.running:
+            self._tasks = [runtime.spawn(self._traffic(), name="labkit-traffic"),
+                           runtime.spawn(self._redraw_loop(), name="labkit-redraw")]
+        return self
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks[:1])
+
+    async def stop(self) -> None:
+        """Stop the traffic and the redraws; the last chart stays."""
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        self._tasks = []
+        self.draw()
+
+    async def sample(self, n: int = 20) -> dict:
+        """Make `n` calls one after another, redraw, and return `stats()` (handy headless)."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        for _ in range(n):
+            await self._one()
+        self.draw()
+        return self.stats()
+
+    # ---- reading -----------------------------------------------------------
+    def stats(self) -> dict:
+        """The numbers shown above the chart (window of recent calls)."""
+        return self.recorder.stats()
+
+    def summary(self) -> dict:
+        return {**self.stats(), "total": self.recorder.total, "dropped": self.dropped,
+                "draws": self.draws, "running": self.running}
+
+    def draw(self) -> None:
+        """Redraw the chart and the numbers from the recorded calls."""
+        stats = self.stats()
+        self._show(render_png(self.recorder.calls, stats, self.title), stats, self.recorder.total)
+
+    def _show(self, png: bytes, s: dict, total: int) -> None:
+        fmt = lambda v: "–" if math.isnan(v) else f"{v:,.0f}"  # noqa: E731
+        err = "–" if math.isnan(s["error_rate"]) else f"{s['error_rate']:.0%}"
+        self.stats_html.value = (
+            f"<b>{html.escape(self.title)}</b> · last {s['n']} calls · p50 {fmt(s['p50_ms'])} ms · "
+            f"p95 {fmt(s['p95_ms'])} ms · p99 {fmt(s['p99_ms'])} ms · errors {err}")
+        self.chart.outputs = ({"output_type": "display_data", "metadata": {},
+                               "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                                        "text/plain": f"<latency chart: {s['n']} calls>"}},)
+        self._drawn_total = total
+        self.draws += 1
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+
+def render_png(calls, stats: dict, title: str) -> bytes:
+    """Latency over time (errors as red crosses) and a histogram with p50/p95/p99 lines."""
+    fig = Figure(figsize=(8.5, 2.8), dpi=80)
+    FigureCanvasAgg(fig)
+    ax_t, ax_h = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    calls = list(calls)
+    if calls:
+        t0 = calls[0].t
+        good = [(c.t - t0, c.latency_s * 1000) for c in calls if c.ok]
+        bad = [(c.t - t0, c.latency_s * 1000) for c in calls if not c.ok]
+        if good:
+            ax_t.plot(*zip(*good), ".", ms=4, color="#1f77b4", label="ok")
+        if bad:
+            ax_t.plot(*zip(*bad), "x", ms=5, color="#d62728", label="error")
+        ax_h.hist([c.latency_s * 1000 for c in calls], bins=30, color="#7f7f7f")
+        for q, color in (("p50_ms", "#2ca02c"), ("p95_ms", "#ff7f0e"), ("p99_ms", "#d62728")):
+            ax_h.axvline(stats[q], color=color, lw=1.5, label=q.replace("_ms", ""))
+        ax_t.legend(loc="upper left", fontsize=7)
+        ax_h.legend(fontsize=7)
+    ax_t.set(xlabel="time (s)", ylabel="latency (ms)", title=title)
+    ax_h.set(xlabel="latency (ms)", ylabel="calls")
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.88, wspace=0.25)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def watch(call, *, rate_per_s: float = 10.0, window: int = 200, timeout_s: float = 5.0,
+          refresh_s: float = 1.0, duration_s: float = 300.0, max_in_flight: int = 50,
+          title: str | None = None, start: bool = True) -> LiveView:
+    """Call `call` (an async function, or a service: GET /health) `rate_per_s` times a second
+    and show a live latency chart over the last `window` calls.
+
+    Each call is cut off after `timeout_s` (counted as "timeout"); traffic stops by itself
+    after `duration_s` or at ``labkit.shutdown()``; at most `max_in_flight` calls are
+    outstanding (extra ticks are counted as dropped, so an outage cannot pile up tasks).
+    """
+    if hasattr(call, "faults") and hasattr(call, "url"):
+        service = call
+        call = _health_call(service)
+        title = title or f"GET {service.name}/health"
+    if not callable(call):
+        raise ValueError(f"call must be an async function or a service, got {call!r}")
+    view = LiveView(call, rate_per_s=rate_per_s, window=window, timeout_s=timeout_s,
+                    refresh_s=refresh_s, duration_s=duration_s, max_in_flight=max_in_flight,
+                    title=title or getattr(call, "__name__", "calls"))
+    view.draw()
+    return view.start() if start else view
+
+
+def _health_call(service):
+    """An async function that GETs the service's /health on one reused session."""
+    session = None
+
+    async def get_health():
+        nonlocal session
+        if session is None or session.closed:
+            session = runtime.session()
+        async with session.get(service.url + "/health") as resp:
+            await resp.read()
+            return resp
+    return get_health
