@@ -59,6 +59,7 @@ class SyncClient:
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json",
                                      "User-Agent": "labkit-course/1.0", **(headers or {})})
+        runtime.on_shutdown(self.close)
 
     def request(self, method: str, path: str, **kwargs) -> Reply:
         if _loop_thread_would_block():

@@ -15,7 +15,7 @@ import aiohttp
 _services: dict[str, object] = {}                    # name -> Service
 _tasks: "weakref.WeakSet[asyncio.Task]" = weakref.WeakSet()
 _sessions: "weakref.WeakSet[aiohttp.ClientSession]" = weakref.WeakSet()
-_stoppers: list = []                                  # objects with async stop()
+_stoppers: list = []                                  # (loop or None, callable)
 
 
 def services() -> dict:
@@ -47,9 +47,9 @@ def session(**kwargs) -> aiohttp.ClientSession:
     return s
 
 
-def on_shutdown(obj) -> None:
-    """Register an object whose `async stop()` runs at shutdown (e.g. a live view)."""
-    _stoppers.append(obj)
+def on_shutdown(stop, *, loop=None) -> None:
+    """Register `stop()` (plain or async) to run at shutdown; `loop`: only on that loop."""
+    _stoppers.append((loop, stop))
 
 
 async def shutdown() -> dict:
@@ -58,10 +58,12 @@ async def shutdown() -> dict:
     Returns counts of what was stopped, e.g. ``{"services": 2, "tasks": 1, "sessions": 1}``.
     """
     loop = asyncio.get_running_loop()
-    stoppers = [o for o in _stoppers if getattr(o, "loop", loop) is loop]
-    _stoppers[:] = [o for o in _stoppers if o not in stoppers]
-    for obj in stoppers:
-        await obj.stop()
+    stoppers, _stoppers[:] = list(_stoppers), []
+    for owner, stop in stoppers:
+        if owner is None or owner is loop:
+            result = stop()
+            if asyncio.iscoroutine(result):
+                await result
     tasks = [t for t in list(_tasks) if not t.done() and t.get_loop() is loop
              and t is not asyncio.current_task()]
     for t in tasks:

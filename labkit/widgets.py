@@ -88,7 +88,10 @@ class FaultPanel:
         try:
             f.set(**change)
         except ValueError as err:
+            self._sync_from_model()
             self.readout.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            return
+        self._sync_from_model()        # the model may have adjusted or refused the value
 
     def _sync_from_model(self) -> None:
         self._syncing = True
@@ -138,7 +141,7 @@ class LiveView:
         self.widget = W.VBox([self.stats_html, self.chart, stop])
         self._tasks: list[asyncio.Task] = []
         self._drawn_total = -1
-        runtime.on_shutdown(self)
+        runtime.on_shutdown(self.stop, loop=self.loop)
 
     # ---- traffic -----------------------------------------------------------
     async def _one(self) -> Call:
@@ -209,13 +212,18 @@ class LiveView:
         self.draw()
 
     async def sample(self, n: int = 20) -> dict:
-        """Make `n` calls one after another, redraw, and return `stats()` (handy headless)."""
+        """Make `n` calls one after another and return *their* stats (handy headless).
+
+        They are drawn on the chart too; calls of the background traffic are left out of the
+        returned numbers, so a fault change shows cleanly.
+        """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
+        mine = Recorder(n)
         for _ in range(n):
-            await self._one()
+            mine.record(await self._one())
         self.draw()
-        return self.stats()
+        return mine.stats()
 
     # ---- reading -----------------------------------------------------------
     def stats(self) -> dict:

@@ -129,6 +129,9 @@ async def check_load_page(impl) -> None:
     if not isinstance(got, list):
         raise Wrong(f"return a list of results, got {type(got).__name__}.")
     if any(inspect.isawaitable(x) for x in got):
+        for x in got:
+            if inspect.iscoroutine(x):
+                x.close()
         raise Wrong("your list holds coroutines that were never awaited.",
                     "`asyncio.gather(...)` must itself be awaited.")
     if sorted(got, key=lambda d: d["id"]) == sorted([{"id": i} for i in ids], key=lambda d: d["id"]) \

@@ -1,0 +1,34 @@
+"""Print every benchmark figure the README quotes: ``make bench``.
+
+Figures are ratios against baselines measured in the same run, never asserts: the machines
+are shared and noisy. Pass --quick for shorter runs.
+"""
+from __future__ import annotations
+
+import pathlib
+import platform
+import os
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import bench_faults  # noqa: E402
+import bench_notebooks  # noqa: E402
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("\n[1] fault layer overhead (bench_faults.py)")
+    bench_faults.main(["--requests", "1000", "--rounds", "5"] if quick else [])
+    print("\n[2] notebook execution time (bench_notebooks.py)")
+    bench_notebooks.main()
+    sim = pathlib.Path(__file__).with_name("bench_sim.py")
+    if sim.exists():
+        import bench_sim
+        print("\n[3] virtual-time simulator vs SimPy (bench_sim.py)")
+        bench_sim.main(["--quick"] if quick else [])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The four harness properties, on the real chapter notebooks (executed headless):
+
+(a) every notebook runs top to bottom as stored (unsolved exercises fall back);
+(b) with the reference solutions in the exercise cells, every check passes;
+(c) with known-wrong answers in the exercise cells, every check fails and the notebook
+    still runs to the end;
+(d) ``make grade NB=...`` grades a learner's notebook and prints a score per exercise.
+"""
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from testbook import testbook
+
+from labkit.checks import exercises_for
+from notebook_tools import KERNEL, NOTEBOOKS, ROOT, exercise_cells, with_answers
+from wrong_answers import WRONG
+
+pytestmark = pytest.mark.notebook
+ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+SYNC = NOTEBOOKS / "01_sync.ipynb"
+SCOREBOARD = "[(r['exercise'], r['passed']) for r in __import__('labkit.checks').checks.scoreboard()]"
+
+
+def _errors(nb):
+    return [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_a_notebook_runs_top_to_bottom(path):
+    with testbook(str(path), execute=True, timeout=120, kernel_name=KERNEL) as tb:
+        assert not _errors(tb.nb)
+        chapter = path.name[:2]
+        if exercises_for(chapter):
+            board = dict(tb.value(SCOREBOARD))
+            assert board == {ex.id: False for ex in exercises_for(chapter)}
+            text = "".join(o.get("data", {}).get("text/plain", "") for c in tb.nb.cells
+                           if c.cell_type == "code" for o in c.outputs)
+            assert text.count("uses the reference solution") == len(exercises_for(chapter))
+
+
+def test_every_exercise_has_its_cell():
+    for path in ALL:
+        nb = nbformat.read(path, as_version=4)
+        names = set(exercise_cells(nb))
+        assert names == {ex.name for ex in exercises_for(path.name[:2])}, path.name
+
+
+def test_b_reference_solutions_pass_every_check(tmp_path):
+    answers = {ex.name: ex.reference for ex in exercises_for("01")}
+    nb = with_answers(SYNC, answers, tmp_path)
+    with testbook(str(nb), execute=True, timeout=120, kernel_name=KERNEL) as tb:
+        assert not _errors(tb.nb)
+        assert dict(tb.value(SCOREBOARD)) == {ex.id: True for ex in exercises_for("01")}
+
+
+def test_c_wrong_answers_fail_every_check_and_the_chapter_still_runs(tmp_path):
+    first_wrong = {}
+    for ex_id, _, source in WRONG:
+        first_wrong.setdefault(ex_id.split(".")[1], source)
+    nb = with_answers(SYNC, first_wrong, tmp_path)
+    with testbook(str(nb), execute=True, timeout=120, kernel_name=KERNEL) as tb:
+        assert not _errors(tb.nb)
+        assert dict(tb.value(SCOREBOARD)) == {ex.id: False for ex in exercises_for("01")}
+
+
+def test_d_make_grade_prints_a_score_per_exercise(tmp_path):
+    refs = {ex.name: ex.reference for ex in exercises_for("01")}
+    wrong_p = [src for ex_id, _, src in WRONG if ex_id == "01.p_slow_page"][0]
+    nb = with_answers(SYNC, {**refs, "p_slow_page": wrong_p}, tmp_path)
+    done = subprocess.run(["make", "-s", "grade", f"NB={nb}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("PASS") and "01.fetch_user" in line and "1/1" in line for line in lines)
+    assert any(line.startswith("PASS") and "01.load_page" in line for line in lines)
+    assert any(line.startswith("FAIL") and "01.p_slow_page" in line and "0/1" in line for line in lines)
+    assert "score: 2/3" in lines
+
+
+def test_grade_names_a_missing_notebook():
+    done = subprocess.run([sys.executable, "-m", "labkit.grade", "notebooks/nope.ipynb"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no notebook at" in done.stderr
