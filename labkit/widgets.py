@@ -292,6 +292,7 @@ def watch(call, *, rate_per_s: float = 10.0, window: int = 200, timeout_s: float
     Each call is cut off after `timeout_s` (counted as "timeout"); traffic stops by itself
     after `duration_s` or at ``labkit.shutdown()``; at most `max_in_flight` calls are
     outstanding (extra ticks are counted as dropped, so an outage cannot pile up tasks).
+    Calling it again with the same title (re-running the cell) stops the previous view.
     """
     if hasattr(call, "faults") and hasattr(call, "url"):
         service = call
@@ -299,11 +300,19 @@ def watch(call, *, rate_per_s: float = 10.0, window: int = 200, timeout_s: float
         title = title or f"GET {service.name}/health"
     if not callable(call):
         raise ValueError(f"call must be an async function or a service, got {call!r}")
+    title = title or getattr(call, "__name__", "calls")
+    previous = _views.get(title)
+    if previous is not None and previous.loop is asyncio.get_running_loop() and previous.running:
+        runtime.spawn(previous.stop())           # re-running the cell replaces the old view
     view = LiveView(call, rate_per_s=rate_per_s, window=window, timeout_s=timeout_s,
                     refresh_s=refresh_s, duration_s=duration_s, max_in_flight=max_in_flight,
-                    title=title or getattr(call, "__name__", "calls"))
+                    title=title)
+    _views[title] = view
     view.draw()
     return view.start() if start else view
+
+
+_views: dict[str, LiveView] = {}
 
 
 def _health_call(service):

@@ -117,3 +117,14 @@ def test_watch_rejects_bad_arguments(run, kwargs, message):
         with pytest.raises(ValueError, match=message):
             labkit.watch(call, **kwargs)
     run(main())
+
+
+def test_rerunning_watch_replaces_the_previous_view(run):
+    async def main():
+        users = await labkit.start_service("users")
+        first = labkit.watch(users, rate_per_s=20)
+        second = labkit.watch(users, rate_per_s=20)
+        await asyncio.sleep(0.2)
+        assert not first.running and second.running
+        await labkit.shutdown()
+    run(main())
