@@ -15,6 +15,10 @@ replays the first answer instead of creating a second resource (a different body
 same key gets 422). A request carrying ``X-Deadline-Remaining-Ms`` is abandoned with 504 once
 that much time has passed, instead of doing work nobody waits for.
 
+A spec can add routes of its own, e.g. an endpoint that calls another service:
+``ServiceSpec("checkout", routes=(("POST", "/checkout", handler),))`` where
+``async def handler(service, request) -> web.Response``; they sit behind the same fault layer.
+
 Start one inside the notebook's running loop: ``users = await start_service("users")``.
 Starting a name that is already running returns the running service.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import socket
 import struct
@@ -42,6 +47,7 @@ class ServiceSpec:
     fields: dict = field(default_factory=dict)      # field name -> type (str, int, float, bool)
     collection: str = ""                             # URL segment; defaults to the name
     unique: tuple = ()
+    routes: tuple = ()          # extra (method, path, handler); handler(service, request)
 
     @property
     def path(self) -> str:
@@ -117,6 +123,8 @@ class Service:
         app.router.add_get(p + "/{id}", self._get)
         app.router.add_put(p + "/{id}", self._put)
         app.router.add_delete(p + "/{id}", self._delete)
+        for method, path, handler in self.spec.routes:
+            app.router.add_route(method, path, functools.partial(handler, self))
         return app
 
     async def start(self) -> "Service":

@@ -205,3 +205,19 @@ def test_blackhole_makes_connect_time_out(run):
                     async with s.get(hole.url, timeout=aiohttp.ClientTimeout(total=5, connect=0.3)):
                         pass
     run(main())
+
+
+def test_extra_routes_run_behind_the_fault_layer(run):
+    from aiohttp import web
+
+    async def hello(service, request):
+        return web.json_response({"from": service.name})
+
+    async def main():
+        svc = await start_service(ServiceSpec("greeter", routes=(("GET", "/hello", hello),)))
+        async with aiohttp.ClientSession() as s:
+            assert (await _json(s, "GET", svc.url + "/hello"))[2] == {"from": "greeter"}
+            svc.faults.outage = True
+            assert (await _json(s, "GET", svc.url + "/hello"))[0] == 503
+        await labkit.shutdown()
+    run(main())
