@@ -8,17 +8,14 @@ checks that on real sockets: a private backend delays a share p of its requests
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 
 import aiohttp
 import ipywidgets as W
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from . import runtime
 from .metrics import percentile
 from .services import SPECS, Service, ServiceSpec
+from .widgets import figure_png, new_figure, show_png
 
 _BACKEND = ServiceSpec("fan-out backend", SPECS["users"].fields, collection="users")
 
@@ -105,8 +102,7 @@ class FanoutLab:
         return result
 
     def draw(self, p: float) -> None:
-        fig = Figure(figsize=(6, 3), dpi=80)
-        FigureCanvasAgg(fig)
+        fig = new_figure(6, 3)
         ax = fig.subplots()
         ns = range(1, 61)
         ax.plot(ns, [predicted_share(p, k) for k in ns], color="#1f77b4",
@@ -118,11 +114,7 @@ class FanoutLab:
         ax.set(xlabel="N calls per page", ylabel="share of slow pages", ylim=(0, 1.02))
         ax.legend(loc="lower right", fontsize=8)
         fig.subplots_adjust(left=0.12, right=0.97, bottom=0.17, top=0.95)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        self.chart.outputs = ({"output_type": "display_data", "metadata": {},
-                               "data": {"image/png": base64.b64encode(buf.getvalue()).decode(),
-                                        "text/plain": "<fan-out chart>"}},)
+        show_png(self.chart, figure_png(fig), "<fan-out chart>")
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -245,9 +245,7 @@ class LiveView:
         self.stats_html.value = (
             f"<b>{html.escape(self.title)}</b> · last {s['n']} calls · p50 {fmt(s['p50_ms'])} ms · "
             f"p95 {fmt(s['p95_ms'])} ms · p99 {fmt(s['p99_ms'])} ms · errors {err}")
-        self.chart.outputs = ({"output_type": "display_data", "metadata": {},
-                               "data": {"image/png": base64.b64encode(png).decode("ascii"),
-                                        "text/plain": f"<latency chart: {s['n']} calls>"}},)
+        show_png(self.chart, png, f"<latency chart: {s['n']} calls>")
         self._drawn_total = total
         self.draws += 1
 
@@ -258,8 +256,7 @@ class LiveView:
 
 def render_png(calls, stats: dict, title: str) -> bytes:
     """Latency over time (errors as red crosses) and a histogram with p50/p95/p99 lines."""
-    fig = Figure(figsize=(8.5, 2.8), dpi=80)
-    FigureCanvasAgg(fig)
+    fig = new_figure(8.5, 2.8)
     ax_t, ax_h = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     calls = list(calls)
     if calls:
@@ -278,9 +275,27 @@ def render_png(calls, stats: dict, title: str) -> bytes:
     ax_t.set(xlabel="time (s)", ylabel="latency (ms)", title=title)
     ax_h.set(xlabel="latency (ms)", ylabel="calls")
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.88, wspace=0.25)
+    return figure_png(fig)
+
+
+def new_figure(width_in: float, height_in: float) -> Figure:
+    """A matplotlib Figure outside pyplot (no global state, safe in a worker thread)."""
+    fig = Figure(figsize=(width_in, height_in), dpi=80)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def show_png(output: W.Output, png: bytes, label: str = "<chart>") -> None:
+    """Replace what `output` shows with one PNG; safe from background tasks (no `with output:`)."""
+    output.outputs = ({"output_type": "display_data", "metadata": {},
+                       "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                                "text/plain": label}},)
 
 
 def watch(call, *, rate_per_s: float = 10.0, window: int = 200, timeout_s: float = 5.0,
