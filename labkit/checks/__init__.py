@@ -162,6 +162,7 @@ def exercises_for(chapter: str) -> list[Exercise]:
 
 def _load_chapters() -> None:
     from . import sync  # noqa: F401  (registers chapter 1's exercises)
+    from . import retries  # noqa: F401  (registers chapter 5's exercises)
 
 
 def _show(passed: bool, text: str) -> None:
