@@ -18,6 +18,8 @@ import pathlib
 import re
 import unicodedata
 
+from .source import show_rich
+
 PATH = pathlib.Path(__file__).resolve().parent.parent / "data" / "glossary.csv"
 FIELDS = ("en", "zh", "pinyin", "definition")
 
@@ -105,13 +107,5 @@ def show(filter: str | None = None) -> None:
     notebook, a plain-text table elsewhere."""
     rows = search(filter)
     caption = f"{len(rows)} term{'s' * (len(rows) != 1)}" + (f" matching {filter!r}" if filter else "")
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:  # pragma: no cover
-        get_ipython = lambda: None  # noqa: E731
-    if get_ipython() is None:
-        print(f"{caption}\n{to_text(rows)}")
-        return
-    display({"text/html": f"<p><b>{html.escape(caption)}</b></p>{to_html(rows)}",
-             "text/plain": f"{caption}\n{to_text(rows)}"}, raw=True)
+    show_rich(f"{caption}\n{to_text(rows)}",
+              html=f"<p><b>{html.escape(caption)}</b></p>{to_html(rows)}")

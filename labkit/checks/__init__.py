@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from ..source import show
+from ..source import show, show_rich
 
 
 class Wrong(Exception):
@@ -29,6 +30,18 @@ class Wrong(Exception):
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
         self.message, self.hint = message, hint
+
+
+def plain(got, why: str):
+    """Return `got`, or raise `Wrong(why)` if it is awaitable: the exercise wants a plain `def`.
+
+    A coroutine that is never awaited is closed, so it leaves no "never awaited" warning.
+    """
+    if inspect.isawaitable(got):
+        if inspect.iscoroutine(got):
+            got.close()
+        raise Wrong(why)
+    return got
 
 
 @dataclass
@@ -167,16 +180,7 @@ def _load_chapters() -> None:
 
 def _show(passed: bool, text: str) -> None:
     mark = "✓" if passed else "✗"
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:  # pragma: no cover
-        get_ipython = lambda: None  # noqa: E731
-    if get_ipython() is None:
-        print(f"{mark} {text}")
-        return
     color = "#e7f5e9" if passed else "#fdecea"
     body = html.escape(text).replace("\n", "<br>")
-    display({"text/html": f"<div style='background:{color};padding:6px 10px;border-radius:4px'>"
-                          f"<b>{mark}</b> {body}</div>",
-             "text/plain": f"{mark} {text}"}, raw=True)
+    show_rich(f"{mark} {text}", html=f"<div style='background:{color};padding:6px 10px;"
+                                      f"border-radius:4px'><b>{mark}</b> {body}</div>")

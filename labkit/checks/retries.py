@@ -7,7 +7,6 @@ learner can try policies before checking one. Times are seconds as floats.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import random
 
@@ -17,16 +16,15 @@ from ..budget import RetryBudget
 from ..errors import ServiceError
 from ..metrics import percentile
 from ..retry import Retry
-from . import Wrong, exercise
+from . import Wrong, exercise, plain
 
 
 def _plain(got, name: str):
     """Reject an async answer to a plain-arithmetic exercise."""
-    if inspect.isawaitable(got):
-        if inspect.iscoroutine(got):
-            got.close()
-        raise Wrong(f"`{name}` does no I/O: make it a normal `def`, not `async def`.")
-    return got
+    return plain(got, f"`{name}` does no I/O: make it a normal `def`, not `async def`.")
+
+
+_BUILDS_ONLY = "`payment_policy` only builds a policy: make it a normal `def`."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,11 +297,7 @@ def payment_slo(policy_for, *, seed: int = 0) -> dict:
             return fut
 
         async def payment(rid, phase):
-            policy = policy_for(f"payment-{rid}", budget)
-            if inspect.isawaitable(policy):
-                if inspect.iscoroutine(policy):
-                    policy.close()
-                raise Wrong("`payment_policy` only builds a policy: make it a normal `def`.")
+            policy = plain(policy_for(f"payment-{rid}", budget), _BUILDS_ONLY)
             if not isinstance(policy, Retry):
                 raise Wrong(f"`payment_policy` returned {type(policy).__name__}; return a "
                             "labkit.retry.Retry(...).")
@@ -367,11 +361,7 @@ def _first_wait_s(policy: Retry) -> float:
           hint="Retry(method='POST', idempotency_key=idempotency_key, max_attempts=4, "
                "attempt_timeout_s=0.25, backoff=FullJitter(base=0.05, cap=1.0), budget=budget)")
 async def check_payment_policy(impl) -> None:
-    probe = impl("probe", RetryBudget(**PAYMENTS["budget"]))
-    if inspect.isawaitable(probe):
-        if inspect.iscoroutine(probe):
-            probe.close()
-        raise Wrong("`payment_policy` only builds a policy: make it a normal `def`.")
+    probe = plain(impl("probe", RetryBudget(**PAYMENTS["budget"])), _BUILDS_ONLY)
     if not isinstance(probe, Retry):
         raise Wrong(f"`payment_policy` returned {probe!r}; return a labkit.retry.Retry(...) for "
                     "one payment.", "`return Retry(method='POST', idempotency_key=idempotency_key, ...)`")

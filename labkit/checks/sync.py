@@ -9,7 +9,7 @@ import math
 import aiohttp
 
 from ..services import SPECS, Service, ServiceSpec
-from . import Wrong, exercise
+from . import Wrong, exercise, plain
 
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: fetch one user with a correct timeout
@@ -162,10 +162,7 @@ def p_slow_page(p: float, n: int) -> float:
 async def check_p_slow_page(impl) -> None:
     cases = [(0.01, 1), (0.05, 30), (0.01, 100), (0.5, 3), (0.0, 10), (1.0, 4), (0.2, 0)]
     for p, n in cases:
-        got = impl(p, n)
-        if inspect.isawaitable(got):
-            got.close()
-            raise Wrong("`p_slow_page` is plain arithmetic: make it a normal `def`.")
+        got = plain(impl(p, n), "`p_slow_page` is plain arithmetic: make it a normal `def`.")
         want = p_slow_page(p, n)
         if not isinstance(got, (int, float)) or isinstance(got, bool) or math.isnan(got):
             raise Wrong(f"p_slow_page({p}, {n}) returned {got!r}, expected a number.")
