@@ -33,7 +33,7 @@ test: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make grade NB=notebooks/01_sync.ipynb"; exit 2; }
-	$(BIN)/python -m labkit.grade $(NB)
+	$(BIN)/python -m labkit.checks.grade $(NB)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -16,7 +16,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from labkit.services import SPECS, Service
+from labkit.services.http import SPECS, Service
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:

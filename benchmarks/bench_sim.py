@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labkit import seeding, sim  # noqa: E402
-from labkit.backoff import FullJitter  # noqa: E402
-from labkit.breaker import CircuitBreaker  # noqa: E402
-from labkit.errors import BreakerOpen, ServiceError  # noqa: E402
-from labkit.retry import Retry  # noqa: E402
+from labkit.patterns.backoff import FullJitter  # noqa: E402
+from labkit.patterns.breaker import CircuitBreaker  # noqa: E402
+from labkit.patterns.errors import BreakerOpen, ServiceError  # noqa: E402
+from labkit.patterns.retry import Retry  # noqa: E402
 
 RATE = 1000.0
 WORKERS, QUEUE = 20, 100

@@ -3,29 +3,67 @@
 Chapters import what they need from here::
 
     import labkit
-    labkit.require("0.1")                       # the version the notebook was written for
+    labkit.require("0.2")                       # the version the notebook was written for
     users = await labkit.start_service("users")  # a real HTTP service on 127.0.0.1
     labkit.panel(users)                          # sliders for its faults
     labkit.watch(users)                          # a live latency chart
     await labkit.shutdown()                      # stop everything labkit started
 
-Deeper parts live in their own modules: `labkit.faults`, `labkit.clients`, `labkit.checks`,
-`labkit.metrics`, `labkit.fanout`, ...
+The package is grouped by what each part is (top uses bottom, never the reverse):
+
+    labs/      chapter experiments (contention, storm, amplification, fan-out, breaker timeline)
+    checks/    exercise checks and `make grade`
+    ui/        fault panel, live view, charts: the only place for ipywidgets and matplotlib
+    services/  real HTTP services on 127.0.0.1, their fault model, clients, deadline chain
+    sim/       the virtual-time event loop and queueing models
+    patterns/  pure resilience logic: errors, backoff, retry, budget, breaker, bulkhead, deadline
+    obs/       measurement: latency recorder and percentiles
+    course/    glossary and source display;  _core/  runtime, seeding, argument validation
+
+The rule that keeps it honest: `patterns/`, `obs/` and `sim/` never import `services/`, `ui/`,
+aiohttp, matplotlib or ipywidgets, and read time only from the running loop, so the same code
+runs on real sockets and in virtual time (tests/test_layout.py enforces it). `import labkit`
+is light: the names below are loaded on first use.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
 
-from .clients import AsyncClient, Reply, SyncClient
-from .runtime import shutdown
-from .seeding import set_seed
-from .services import SPECS, Blackhole, Service, ServiceSpec, start_service
-from .source import show
-from .widgets import panel, watch
+__version__ = "0.2.0"
 
-__all__ = ["AsyncClient", "Blackhole", "Reply", "SPECS", "Service", "ServiceSpec", "SyncClient",
-           "__version__", "panel", "require", "set_seed", "show", "shutdown", "start_service",
-           "watch"]
+# name -> module that defines it; loaded on first attribute access (PEP 562).
+_LAZY = {
+    "AsyncClient": "labkit.services.clients",
+    "Reply": "labkit.services.clients",
+    "SyncClient": "labkit.services.clients",
+    "shutdown": "labkit._core.runtime",
+    "set_seed": "labkit._core.seeding",
+    "SPECS": "labkit.services.http",
+    "Blackhole": "labkit.services.http",
+    "Service": "labkit.services.http",
+    "ServiceSpec": "labkit.services.http",
+    "start_service": "labkit.services.http",
+    "show": "labkit.course.source",
+    "panel": "labkit.ui.panel",
+    "watch": "labkit.ui.liveview",
+}
+_SUBPACKAGES = {"checks", "course", "labs", "obs", "patterns", "services", "sim", "ui"}
+
+__all__ = sorted([*_LAZY, "VersionMismatch", "__version__", "require"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"labkit.{name}")
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
 
 
 class VersionMismatch(RuntimeError):
@@ -37,7 +75,10 @@ def require(version: str) -> str:
 
     Raises `VersionMismatch` with the exact steps to fix it; returns the installed version.
     """
-    want = tuple(int(x) for x in version.split(".")[:2])
+    try:
+        want = tuple(int(x) for x in str(version).split(".")[:2])
+    except ValueError:
+        raise ValueError(f"require() takes a version such as \"0.2\", got {version!r}") from None
     have = tuple(int(x) for x in __version__.split(".")[:2])
     if want != have:
         newer = "notebooks are newer" if want > have else "labkit is newer"

@@ -101,6 +101,6 @@ def test_d_make_grade_prints_a_score_per_exercise(tmp_path, chapter):
 
 
 def test_grade_names_a_missing_notebook():
-    done = subprocess.run([sys.executable, "-m", "labkit.grade", "notebooks/nope.ipynb"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "labkit.checks.grade", "notebooks/nope.ipynb"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no notebook at" in done.stderr

@@ -8,7 +8,7 @@ Every chapter uses the same three moves:
    prints the reference solution. It returns the learner's function when it passes and the
    reference otherwise (and says so), so the rest of the chapter always runs.
 3. ``make grade NB=...`` runs the whole notebook and grades each exercise's function by its
-   name, whatever the check cells did (see `labkit.grade`).
+   name, whatever the check cells did (see `labkit.checks.grade`).
 
 A check is an async function ``test(impl)`` that raises `Wrong` with a message in the
 learner's terms (and a hint) at the first thing that is not right.
@@ -21,7 +21,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from ..source import show, show_rich
+from labkit.course.source import show, show_rich
 
 
 class Wrong(Exception):

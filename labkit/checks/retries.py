@@ -10,12 +10,14 @@ import asyncio
 import math
 import random
 
-from .. import seeding, sim
-from ..backoff import Constant, FullJitter, NoBackoff
-from ..budget import RetryBudget
-from ..errors import ServiceError
-from ..metrics import percentile
-from ..retry import Retry
+from labkit._core import seeding
+
+from labkit import sim
+from labkit.patterns.backoff import Constant, FullJitter, NoBackoff
+from labkit.patterns.budget import RetryBudget
+from labkit.patterns.errors import ServiceError
+from labkit.obs.metrics import percentile
+from labkit.patterns.retry import Retry
 from . import Wrong, exercise, plain
 
 
@@ -300,7 +302,7 @@ def payment_slo(policy_for, *, seed: int = 0) -> dict:
             policy = plain(policy_for(f"payment-{rid}", budget), _BUILDS_ONLY)
             if not isinstance(policy, Retry):
                 raise Wrong(f"`payment_policy` returned {type(policy).__name__}; return a "
-                            "labkit.retry.Retry(...).")
+                            "labkit.patterns.retry.Retry(...).")
             policy.rng = seeding.rng(f"05.payment_policy:retry:{rid}", seed)  # its own stream
             first = len(policy.events)
             t0 = loop.time()
@@ -363,7 +365,7 @@ def _first_wait_s(policy: Retry) -> float:
 async def check_payment_policy(impl) -> None:
     probe = plain(impl("probe", RetryBudget(**PAYMENTS["budget"])), _BUILDS_ONLY)
     if not isinstance(probe, Retry):
-        raise Wrong(f"`payment_policy` returned {probe!r}; return a labkit.retry.Retry(...) for "
+        raise Wrong(f"`payment_policy` returned {probe!r}; return a labkit.patterns.retry.Retry(...) for "
                     "one payment.", "`return Retry(method='POST', idempotency_key=idempotency_key, ...)`")
     m = await asyncio.to_thread(payment_slo, impl)
     slo, normal, outage = PAYMENTS["slo"], m["normal"], m["outage"]

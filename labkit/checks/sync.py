@@ -8,7 +8,7 @@ import math
 
 import aiohttp
 
-from ..services import SPECS, Service, ServiceSpec
+from labkit.services.http import SPECS, Service, ServiceSpec
 from . import Wrong, exercise, plain
 
 # ---------------------------------------------------------------------------------------------

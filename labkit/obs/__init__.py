@@ -1,0 +1,3 @@
+"""Observation: the latency recorder and percentiles (chapter 01; chapter 07 adds tracing and
+metrics exposition). Pure logic, like `labkit.patterns`.
+"""

@@ -1,0 +1,63 @@
+import asyncio
+
+import pytest
+
+import labkit
+
+
+def test_sync_client_refuses_the_loop_thread_and_works_from_a_thread(run):
+    async def main():
+        users = await labkit.start_service("users")
+        client = labkit.SyncClient(users.url, timeout_s=2)
+        with pytest.raises(RuntimeError, match="asyncio.to_thread"):
+            client.get("/health")
+        reply = await asyncio.to_thread(client.post, "/users", json={"name": "A", "email": "a@x"})
+        assert reply.status == 201 and reply.data["id"] == 1
+        assert (await asyncio.to_thread(client.get, "/users/1")).data["name"] == "A"
+        assert (await asyncio.to_thread(client.delete, "/users/1")).status == 204
+        await labkit.shutdown()
+    run(main())
+
+
+def test_sync_client_times_out_on_a_hung_service(run):
+    async def main():
+        import requests
+        users = await labkit.start_service("users")
+        users.faults.latency_ms = 3000
+        client = labkit.SyncClient(users.url, timeout_s=0.3)
+        with pytest.raises(requests.exceptions.Timeout):
+            await asyncio.to_thread(client.get, "/health")
+        await labkit.shutdown()
+    run(main())
+
+
+def test_async_client_reads_the_body_and_times_out(run):
+    async def main():
+        users = await labkit.start_service("users")
+        async with labkit.AsyncClient(users.url, timeout_s=0.3) as client:
+            created = await client.post("/users", json={"name": "A", "email": "a@x"})
+            assert created.ok and created.data == {"id": 1, "name": "A", "email": "a@x"}
+            assert (await client.get("/users/1")).data == created.data
+            missing = await client.get("/users/2")
+            assert not missing.ok and missing.status == 404
+            users.faults.latency_ms = 2000
+            with pytest.raises(asyncio.TimeoutError):
+                await client.get("/users/1")
+        await labkit.shutdown()
+    run(main())
+
+
+@pytest.mark.parametrize("kw", [{"timeout_s": 0}, {"timeout_s": -1}, {"connect_timeout_s": 1000},
+                                {"timeout_s": "5"}])
+def test_clients_reject_bad_timeouts(kw):
+    for cls in (labkit.SyncClient, labkit.AsyncClient):
+        with pytest.raises(ValueError, match="must be a number of seconds"):
+            cls("http://127.0.0.1:1", **kw)
+
+
+def test_require_explains_how_to_fix_a_mismatch():
+    assert labkit.require("0.2") == labkit.__version__
+    with pytest.raises(labkit.VersionMismatch, match="make lab"):
+        labkit.require("0.9")
+    with pytest.raises(labkit.VersionMismatch, match="restart"):
+        labkit.require("0.0")
