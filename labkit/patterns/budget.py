@@ -5,12 +5,17 @@ struggling; a budget shared by all calls of one client stops that. The token cou
 `max_tokens`; each failed call takes 1 token, each success gives back `token_ratio` (capped at
 `max_tokens`); retries are allowed only while tokens > max_tokens / 2. As in gRPC, tokens are
 kept in thousandths so sums do not drift. Pure: no I/O; times (seconds, floats) only label events.
+`events` keeps the newest 1000 (`EVENTS_KEPT`); the counts in `summary()` are running totals.
 """
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
+
+from labkit._core.validate import number
+from labkit.patterns.errors import EventLog
 
 
 @dataclass(frozen=True)
@@ -28,17 +33,18 @@ class RetryBudget:
     def __init__(self, max_tokens: float = 10, token_ratio: float = 0.1, *,
                  clock: Callable[[], float] | None = None):
         """`clock` only timestamps events (default: the running loop's time, else None)."""
-        if not (isinstance(max_tokens, (int, float)) and 0 < max_tokens <= 1000):
-            raise ValueError(f"max_tokens must be in (0, 1000], got {max_tokens!r}")
-        if not (isinstance(token_ratio, (int, float)) and 0 < token_ratio <= max_tokens):
-            raise ValueError(f"token_ratio must be in (0, max_tokens], got {token_ratio!r}")
+        # gRPC's limits: 0 < maxTokens <= 1000, 0 < tokenRatio (kept in thousandths).
+        number("max_tokens", max_tokens, 0.0, 1000.0, lo_open=True)
+        number("token_ratio", token_ratio, 0.0, max_tokens, lo_open=True,
+               unit=f" (at most max_tokens = {max_tokens:g})")
         self.max_tokens = max_tokens
         self.token_ratio = token_ratio
         self._clock = clock
         self._max_milli = round(max_tokens * 1000)
         self._ratio_milli = max(1, round(token_ratio * 1000))
         self._milli = self._max_milli
-        self.events: list[BudgetEvent] = []
+        self.events: EventLog = EventLog()
+        self.event_counts: Counter = Counter()  # what -> how many, since creation
         self.successes = 0
         self.failures = 0
         self.denied = 0
@@ -53,7 +59,7 @@ class RetryBudget:
         ok = 2 * self._milli > self._max_milli
         if not ok:
             self.denied += 1
-            self.events.append(BudgetEvent(self._now(now), "denied", self.tokens))
+            self._event(now, "denied")
         return ok
 
     def record_failure(self, now: float | None = None) -> None:
@@ -73,8 +79,11 @@ class RetryBudget:
         allowed = 2 * self._milli > self._max_milli
         if allowed != self._allowed:
             self._allowed = allowed
-            self.events.append(BudgetEvent(self._now(now), "allowed" if allowed else "throttled",
-                                           self.tokens))
+            self._event(now, "allowed" if allowed else "throttled")
+
+    def _event(self, now, what):
+        self.event_counts[what] += 1
+        self.events.append(BudgetEvent(self._now(now), what, self.tokens))
 
     def _now(self, now):
         if now is not None:
@@ -90,4 +99,5 @@ class RetryBudget:
         return {"max_tokens": self.max_tokens, "token_ratio": self.token_ratio,
                 "tokens": self.tokens, "retries_allowed": 2 * self._milli > self._max_milli,
                 "successes": self.successes, "failures": self.failures, "denied": self.denied,
-                "events": len(self.events)}
+                "throttled": self.event_counts["throttled"],
+                "events": sum(self.event_counts.values())}

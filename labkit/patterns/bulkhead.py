@@ -4,20 +4,24 @@ Introduced in chapter 05 (retries). `async with bulkhead:` admits up to `max_con
 calls; further callers wait in a FIFO queue of at most `max_queue` for at most `max_wait_s`
 seconds (float), else they are rejected at once with `BulkheadFull` (an unavailable-kind,
 definite error: the call never started). Waiting uses loop timers, so it runs unchanged under
-labkit.sim's virtual clock.
+labkit.sim's virtual clock. `events` keeps the newest 1000 (`EVENTS_KEPT`); the counts and the
+longest wait in `summary()` are running totals.
 """
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable
 
+from labkit._core.validate import integer, number
 from labkit.patterns.deadline import loop_time
-from labkit.patterns.errors import ErrorKind, ServiceError
+from labkit.patterns.errors import ErrorKind, EventLog, ServiceError
 
 
 class BulkheadFull(ServiceError):
+    """The bulkhead refused the call (full, or the wait ran out): it never started."""
+
     def __init__(self, message: str = "bulkhead full"):
         super().__init__(ErrorKind.UNAVAILABLE, message)
 
@@ -36,26 +40,25 @@ class Bulkhead:
 
     def __init__(self, max_concurrent: int, *, max_queue: int = 0, max_wait_s: float = 0.0,
                  name: str = "bulkhead", clock: Callable[[], float] | None = None):
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
-        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
-            raise ValueError(f"max_queue must be an int >= 0, got {max_queue!r}")
-        if not (isinstance(max_wait_s, (int, float)) and max_wait_s >= 0):
-            raise ValueError(f"max_wait_s must be a number of seconds >= 0, got {max_wait_s!r}")
-        self.max_concurrent = max_concurrent
-        self.max_queue = max_queue
-        self.max_wait_s = float(max_wait_s)
+        self.max_concurrent = integer("max_concurrent", max_concurrent, 1)
+        self.max_queue = integer("max_queue", max_queue, 0)
+        self.max_wait_s = number("max_wait_s", max_wait_s, 0.0, unit=" seconds")
         self.name = name
         self._clock = clock or loop_time
         self.in_use = 0
         self._waiters: deque[asyncio.Future] = deque()
-        self.events: list[BulkheadEvent] = []
+        self.events: EventLog = EventLog()
+        self.counts: Counter = Counter()  # what -> how many, since creation
+        self.max_waited_s = 0.0           # longest wait of an admitted caller
 
     @property
     def queued(self) -> int:
         return sum(1 for w in self._waiters if not w.done())
 
     def _event(self, what, waited=0.0):
+        self.counts[what] += 1
+        if what == "admitted" and waited > self.max_waited_s:
+            self.max_waited_s = waited
         self.events.append(BulkheadEvent(self._clock(), what, self.in_use, self.queued, waited))
 
     async def acquire(self) -> None:
@@ -89,8 +92,7 @@ class Bulkhead:
     def _expire(self, fut):
         if not fut.done():
             fut.set_exception(BulkheadFull(f"bulkhead {self.name!r}: waited {self.max_wait_s}s"))
-            self.events.append(BulkheadEvent(self._clock(), "timed_out", self.in_use,
-                                             self.queued, self.max_wait_s))
+            self._event("timed_out", self.max_wait_s)
 
     def release(self) -> None:
         self._release_slot()
@@ -112,10 +114,6 @@ class Bulkhead:
         return False
 
     def summary(self) -> dict:
-        counts: dict[str, int] = {}
-        for e in self.events:
-            counts[e.what] = counts.get(e.what, 0) + 1
-        waits = [e.waited_s for e in self.events if e.what == "admitted" and e.waited_s > 0]
         return {"name": self.name, "max_concurrent": self.max_concurrent, "max_queue": self.max_queue,
                 "max_wait_s": self.max_wait_s, "in_use": self.in_use, "queued": self.queued,
-                "counts": counts, "max_waited_s": max(waits, default=0.0)}
+                "counts": dict(self.counts), "max_waited_s": self.max_waited_s}

@@ -6,15 +6,46 @@ happen anyway. Maelstrom calls the second one *definite* (it surely did not happ
 *indefinite* (it may have happened: a timeout after the request left). Retrying an indefinite
 failure is only safe when the operation is idempotent.
 
-Times are seconds as floats (`retry_after_s`).
+Who answered matters: a 503 from the service itself means "not now", before any work
+(definite); a 502, a 504 or a proxy's 503 means a gateway got no good answer from the service
+behind it, which may have done the work (indefinite). Only failures of the remote call are
+service failures; a FileNotFoundError or a KeyError is a bug in our code, never retried.
+
+Times are seconds as floats (`retry_after_s`). `EventLog` is the bounded event list every
+pattern keeps.
 """
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
+import socket
+import ssl
 import sys
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
+
+from labkit._core.validate import boolean, integer, optional_number
+
+#: How many events a pattern keeps (the newest); summaries use running counters instead.
+EVENTS_KEPT = 1000
+
+
+class EventLog(deque):
+    """The newest `EVENTS_KEPT` events of a pattern (a deque that also takes slices).
+
+    Bounded, so a policy used for a day of traffic does not grow without limit; anything a
+    summary reports is counted as events arrive, not recomputed from this log.
+    """
+
+    def __init__(self, maxlen: int = EVENTS_KEPT):
+        super().__init__((), integer("maxlen", maxlen, 1))
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(self)[index]
+        return super().__getitem__(index)
 
 
 def _aiohttp_module():
@@ -38,13 +69,16 @@ class ErrorKind(Enum):
 
     NETWORK = "network"
     TIMEOUT = "timeout"
+    REQUEST_TIMEOUT = "request_timeout"
     RATE_LIMIT = "rate_limit"
     AUTHENTICATION = "authentication"
     AUTHORIZATION = "authorization"
     VALIDATION = "validation"
+    CONFLICT = "conflict"
     NOT_FOUND = "not_found"
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
+    GATEWAY = "gateway"
     BREAKER_OPEN = "breaker_open"
 
     @property
@@ -63,27 +97,41 @@ class ErrorKind(Enum):
         return _INFO[self].why
 
 
+# Every "why" says what both flags say: an indefinite kind says the work "may" be done, a
+# definite one never uses that word (tests/patterns/test_errors.py checks it).
 _INFO: dict[ErrorKind, _KindInfo] = {
     ErrorKind.NETWORK: _KindInfo(
-        True, False, "connection dropped: often transient, but the request may have arrived"),
+        True, False, "the connection failed or broke: often transient; unless it was never made, "
+                     "the request may have arrived and been done"),
     ErrorKind.TIMEOUT: _KindInfo(
-        True, False, "no answer in time: the server may still be doing (or have done) the work"),
+        True, False, "no answer in time (our timeout, or a gateway's 504): the service may still "
+                     "be doing, or have done, the work"),
+    ErrorKind.REQUEST_TIMEOUT: _KindInfo(
+        True, True, "the server gave up waiting for our request and did not process it (408): "
+                    "send it again"),
     ErrorKind.RATE_LIMIT: _KindInfo(
-        True, True, "the server refused before working; wait at least Retry-After, then retry"),
+        True, True, "the server refused before working (429): wait at least Retry-After, then retry"),
     ErrorKind.AUTHENTICATION: _KindInfo(
         False, True, "bad or expired credentials: the same request fails again until they change"),
     ErrorKind.AUTHORIZATION: _KindInfo(
         False, True, "not allowed: retrying cannot grant the permission"),
     ErrorKind.VALIDATION: _KindInfo(
         False, True, "the request itself is wrong: the same bytes get the same answer"),
+    ErrorKind.CONFLICT: _KindInfo(
+        False, True, "not applied: it conflicts with the resource's state (a duplicate, a stale "
+                     "version) or with a request still running under the same Idempotency-Key; "
+                     "re-read or wait, do not resend blindly"),
     ErrorKind.NOT_FOUND: _KindInfo(
         False, True, "the resource does not exist: retrying will not create it"),
     ErrorKind.INTERNAL: _KindInfo(
         True, False, "the server failed midway: may be transient, and part of the work may be done"),
-    # 503 means "not now" before any work (Maelstrom's temporarily-unavailable). A 502 from a
-    # proxy is murkier (the upstream may have worked); we keep one flag per kind.
+    # Maelstrom's temporarily-unavailable: "not now", before any work.
     ErrorKind.UNAVAILABLE: _KindInfo(
-        True, True, "the server or gateway said 'not now' before working: retry after a pause"),
+        True, True, "the service itself said 'not now' before doing any work (503): retry after "
+                    "a pause"),
+    ErrorKind.GATEWAY: _KindInfo(
+        True, False, "a proxy got no good answer from the service behind it (502, or a proxy's "
+                     "503): retry after a pause, but the service may have done the work"),
     ErrorKind.BREAKER_OPEN: _KindInfo(
         False, True, "our own breaker refused the call locally: fail fast, do not spin on it"),
 }
@@ -93,12 +141,13 @@ _STATUS: dict[int, ErrorKind] = {
     401: ErrorKind.AUTHENTICATION,
     403: ErrorKind.AUTHORIZATION,
     404: ErrorKind.NOT_FOUND,
-    408: ErrorKind.TIMEOUT,
+    408: ErrorKind.REQUEST_TIMEOUT,
+    409: ErrorKind.CONFLICT,
     410: ErrorKind.NOT_FOUND,
     422: ErrorKind.VALIDATION,
     429: ErrorKind.RATE_LIMIT,
     500: ErrorKind.INTERNAL,
-    502: ErrorKind.UNAVAILABLE,
+    502: ErrorKind.GATEWAY,
     503: ErrorKind.UNAVAILABLE,
     504: ErrorKind.TIMEOUT,
 }
@@ -108,8 +157,11 @@ _DEFAULT_STATUS: dict[ErrorKind, int] = {
     ErrorKind.AUTHENTICATION: 401,
     ErrorKind.AUTHORIZATION: 403,
     ErrorKind.NOT_FOUND: 404,
+    ErrorKind.REQUEST_TIMEOUT: 408,
+    ErrorKind.CONFLICT: 409,
     ErrorKind.RATE_LIMIT: 429,
     ErrorKind.INTERNAL: 500,
+    ErrorKind.GATEWAY: 502,
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.TIMEOUT: 504,
 }
@@ -122,18 +174,20 @@ class ServiceError(Exception):
                  retry_after_s: float | None = None):
         if not isinstance(kind, ErrorKind):
             raise ValueError(f"kind must be an ErrorKind, got {kind!r}")
-        if retry_after_s is not None and not retry_after_s >= 0:
-            raise ValueError(f"retry_after_s must be >= 0 seconds or None, got {retry_after_s!r}")
+        retry_after_s = optional_number("retry_after_s", retry_after_s, 0.0, unit=" seconds")
+        if status is not None:
+            status = integer("status", status, 100, 599)
         self.kind = kind
         self.status = status
         self.retry_after_s = retry_after_s
         super().__init__(message or f"{kind.value}" + (f" (HTTP {status})" if status else ""))
 
     @classmethod
-    def from_status(cls, status: int, message: str = "", *,
-                    retry_after_s: float | None = None) -> "ServiceError":
-        """The error for an HTTP error status (400-599)."""
-        return cls(classify(status=status), message, status=status, retry_after_s=retry_after_s)
+    def from_status(cls, status: int, message: str = "", *, retry_after_s: float | None = None,
+                    from_proxy: bool = False) -> "ServiceError":
+        """The error for an HTTP error status (400-599); `from_proxy`: see `classify`."""
+        return cls(classify(status=status, from_proxy=from_proxy), message, status=status,
+                   retry_after_s=retry_after_s)
 
     @property
     def retryable(self) -> bool:
@@ -162,55 +216,95 @@ def default_status(kind: ErrorKind) -> int | None:
     return _DEFAULT_STATUS.get(kind)
 
 
+#: OSErrors that come from the network even when they are not ConnectionErrors (asyncio's
+#: open_connection raises a plain OSError for an unreachable network, for instance).
+_NETWORK_ERRNOS = frozenset(getattr(errno, n) for n in (
+    "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "ENETRESET", "ECONNREFUSED",
+    "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT") if hasattr(errno, n))
+
+# Transport failures outside aiohttp: ConnectionError and its subclasses (refused, reset,
+# aborted, broken pipe), name resolution (gaierror, herror), TLS, and a stream cut mid-message.
+_TRANSPORT = (ConnectionError, socket.gaierror, socket.herror, ssl.SSLError,
+              asyncio.IncompleteReadError)
+
+
+def _is_aiohttp_failure(exc: BaseException) -> bool:
+    """An aiohttp.ClientError, except an invalid URL that we built ourselves (a bug)."""
+    aio = _aiohttp_module()
+    if aio is None or not isinstance(exc, aio.ClientError):
+        return False
+    ours = tuple(c for c in (getattr(aio, "InvalidURL", None), getattr(aio, "NonHttpUrlClientError", None))
+                 if c is not None)
+    redirect = getattr(aio, "RedirectClientError", ())  # a bad URL the *server* redirected us to
+    return not (isinstance(exc, ours) and not isinstance(exc, redirect))
+
+
+def _is_transport_failure(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSPORT) or \
+        (type(exc) is OSError and exc.errno in _NETWORK_ERRNOS)
+
+
 def is_service_failure(exc: BaseException) -> bool:
-    """True for failures of the remote call; False for bugs in our own code (KeyError...).
+    """True for failures of the remote call; False for bugs in our own code.
 
-    Retries and breakers act only on service failures: retrying a bug never helps.
+    Service failures: a ServiceError, a timeout, a network/transport error (ConnectionError and
+    its subclasses, DNS errors, TLS errors, a stream cut short, an OSError whose errno is a
+    network one) and aiohttp's client errors. Everything else is ours: KeyError, and also
+    FileNotFoundError, PermissionError and the other OSErrors. Retries and breakers act only on
+    service failures: retrying a bug never helps, and a bug says nothing about the service.
     """
-    if isinstance(exc, (ServiceError, TimeoutError, OSError)):
-        return True
-    _aiohttp = _aiohttp_module()
-    return _aiohttp is not None and isinstance(exc, _aiohttp.ClientError)
+    return isinstance(exc, (ServiceError, TimeoutError)) or _is_transport_failure(exc) or \
+        _is_aiohttp_failure(exc)
 
 
-def classify(status: int | None = None, exc: BaseException | None = None) -> ErrorKind:
+def classify(status: int | None = None, exc: BaseException | None = None, *,
+             from_proxy: bool = False) -> ErrorKind:
     """Map an HTTP error status or an exception to an ErrorKind.
 
-    A ServiceError keeps its own kind; other exceptions that are not recognised map to
-    INTERNAL (use `is_service_failure` to tell them apart from remote failures).
+    A ServiceError keeps its own kind; exceptions that are not service failures (see
+    `is_service_failure`) map to INTERNAL. `from_proxy=True` says a proxy or gateway, not the
+    service, sent the status: its 503 is then GATEWAY (indefinite), not UNAVAILABLE.
     """
     if exc is not None:
         if isinstance(exc, ServiceError):
             return exc.kind
-        # Timeout before OSError: TimeoutError subclasses OSError, and aiohttp's
-        # ServerTimeoutError is both a connection error and a timeout.
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        # Timeout first: TimeoutError subclasses OSError, and aiohttp's ServerTimeoutError is
+        # both a connection error and a timeout.
+        if isinstance(exc, TimeoutError):
             return ErrorKind.TIMEOUT
-        _aiohttp = _aiohttp_module()
-        if _aiohttp is not None:
-            if isinstance(exc, _aiohttp.ClientResponseError) and exc.status >= 400:
-                return classify(status=exc.status)
-            if isinstance(exc, (_aiohttp.ClientConnectionError, _aiohttp.ServerDisconnectedError)):
-                return ErrorKind.NETWORK
-        if isinstance(exc, (ConnectionError, OSError)):
+        aio = _aiohttp_module()
+        if aio is not None and isinstance(exc, aio.ClientResponseError) and \
+                isinstance(exc.status, int) and 400 <= exc.status <= 599:
+            return classify(status=exc.status, from_proxy=from_proxy)
+        if _is_transport_failure(exc):
             return ErrorKind.NETWORK
+        if aio is not None and isinstance(exc, aio.ClientError) and \
+                not isinstance(exc, aio.ClientResponseError) and _is_aiohttp_failure(exc):
+            return ErrorKind.NETWORK  # connection, payload, disconnect errors
         if status is None:
             return ErrorKind.INTERNAL
     if status is None:
         raise ValueError("classify needs status (an HTTP status 400-599) or exc (an exception)")
-    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-        raise ValueError(f"status must be an HTTP error status in 400..599, got {status!r}")
+    boolean("from_proxy", from_proxy)
+    status = integer("status", status, 400, 599, unit=" (an HTTP error status)")
+    if status == 503 and from_proxy:
+        return ErrorKind.GATEWAY
     if status in _STATUS:
         return _STATUS[status]
     return ErrorKind.VALIDATION if status < 500 else ErrorKind.INTERNAL
 
 
 def parse_retry_after(value: str | None, now_epoch_s: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; None if absent/bad."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; None if absent/bad.
+
+    Header values come from the network, so a bad one gives None, never an exception.
+    """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
+        if len(value) > 15:  # beyond ~30 million years: not a wait anyone means
+            return None
         return float(int(value))
     try:
         when = email.utils.parsedate_to_datetime(value)

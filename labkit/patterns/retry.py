@@ -1,12 +1,19 @@
 """Retry policy: try again, but only when it is useful, safe and affordable.
 
 Introduced in chapter 05 (retries). `Retry` retries a failed async call with a backoff
-strategy (labkit.patterns.backoff), bounded both by `max_attempts` and by `max_total_s`; it honours
+strategy (labkit.patterns.backoff), bounded both by `max_attempts` and by `max_total_s`: an
+attempt still running when the total time runs out is cancelled (`TotalTimeout`). It honours
 Retry-After (waits max(backoff, retry_after), still within the total time), never retries
-kinds that cannot succeed (validation, auth, not found, an open breaker), never repeats a
-POST/PATCH unless the caller marks it idempotent or gives an idempotency key, and can share a
-RetryBudget. Sleep and clock are injectable (defaults: asyncio.sleep, the loop's time), so the
-same policy runs on real sockets and instantly under labkit.sim. Times are seconds as floats.
+kinds that cannot succeed (validation, auth, not found, conflict, an open breaker) nor bugs in
+our own code, never repeats a POST/PATCH unless the caller marks it idempotent or gives an
+idempotency key, and can share a RetryBudget. Each policy draws its jitter from a stream of
+its own (`labkit._core.seeding.stream`), so clients built alike do not retry in lock-step.
+Sleep and clock are injectable (defaults: asyncio.sleep, the loop's time), so the same policy
+runs on real sockets and instantly under labkit.sim. Times are seconds as floats.
+
+Numbering: call number n is `RetryEvent.attempt == n` (1 = the first call); when it fails and
+the policy retries, the wait before retry number n (call n + 1) is `backoff.delay(n)`, as in
+labkit.patterns.backoff and the AWS post's simulator.
 
 The bottom of the module has corrected counterparts of the source tutorial's
 `retry_on_failure`, `ExponentialBackoffRetry`, `CircuitBreakerRetry` and `AdaptiveRetry`.
@@ -20,32 +27,29 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from labkit._core import seeding
+from labkit._core.validate import boolean, integer, number, optional_number
 from labkit.patterns.backoff import Backoff, FullJitter, Strategy, make
 from labkit.patterns.breaker import CircuitBreaker, _Breaker
 from labkit.patterns.budget import RetryBudget
 from labkit.patterns.deadline import loop_time
-from labkit.patterns.errors import ErrorKind, classify, is_service_failure
+from labkit.patterns.errors import (ErrorKind, EventLog, ServiceError, classify,
+                                    is_service_failure)
 
-__all__ = ["RetryEvent", "Retry", "IDEMPOTENT_METHODS", "retry_on_failure",
+__all__ = ["RetryEvent", "Retry", "TotalTimeout", "IDEMPOTENT_METHODS", "retry_on_failure",
            "ExponentialBackoffRetry", "CircuitBreakerRetry", "AdaptiveRetry"]
 
 #: RFC 9110 idempotent methods; POST and PATCH are not.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
-def _default_seed(seed):
-    """`seed`, else the seed of a running labkit.sim run, else None (the course seed)."""
-    if seed is not None:
-        return seed
-    try:
-        return getattr(asyncio.get_running_loop(), "seed", None)
-    except RuntimeError:
-        return None
-
-
 @dataclass(frozen=True)
 class RetryEvent:
-    """One finished attempt: what happened and what the policy decided."""
+    """One finished call and what the policy decided.
+
+    `attempt` is the call's number (1 = the first call, 2 = the first retry). For outcome
+    "retry", `wait_s` is the sleep before retry number `attempt`: `backoff.delay(attempt)`
+    (or Retry-After, if longer).
+    """
 
     attempt: int  # 1 for the first call
     at: float  # loop time (s) when the attempt finished
@@ -55,8 +59,35 @@ class RetryEvent:
     cause: str  # short human reason
 
 
+class TotalTimeout(ServiceError, TimeoutError):
+    """`max_total_s` ran out while an attempt was running; the attempt was cancelled.
+
+    A timeout-kind ServiceError (and a TimeoutError). `last_error` is the failure of the
+    attempt before (None if the first attempt was cut); it is also `__cause__`.
+    """
+
+    def __init__(self, message: str, *, attempts: int, last_error: BaseException | None):
+        super().__init__(ErrorKind.TIMEOUT, message)
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+def _optional(name, value, kind, what):
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"{name} must be {what} or None, got {value!r}")
+    return value
+
+
 class Retry:
-    """An async retry policy. Use `await policy.call(fn, *args)` or `@policy` on an async def."""
+    """An async retry policy. Use `await policy.call(fn, *args)` or `@policy` on an async def.
+
+    Every attempt runs under a loop timer: `attempt_timeout_s` (a retryable timeout) or, when
+    less is left, the rest of `max_total_s`, which ends the call with `TotalTimeout`.
+    `events` keeps the newest 1000 RetryEvents (`EVENTS_KEPT`); `summary()` counts every
+    attempt since the policy was made. Without `seed`, the policy draws from a stream of its
+    own (different for every policy, reproducible after `labkit.set_seed` or in a labkit.sim
+    run); with `seed`, always the same stream for that seed and name.
+    """
 
     def __init__(self, *, max_attempts: int = 3, max_total_s: float = 10.0,
                  backoff: Strategy | str = FullJitter(base=0.1, cap=5.0),
@@ -67,30 +98,39 @@ class Retry:
                  sleep: Callable[[float], Awaitable[Any]] | None = None,
                  clock: Callable[[], float] | None = None,
                  on_event: Callable[[RetryEvent], Any] | None = None):
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
-        if not (isinstance(max_total_s, (int, float)) and max_total_s > 0):
-            raise ValueError(f"max_total_s must be a number of seconds > 0, got {max_total_s!r}")
-        if attempt_timeout_s is not None and not (isinstance(attempt_timeout_s, (int, float))
-                                                  and attempt_timeout_s > 0):
-            raise ValueError(f"attempt_timeout_s must be > 0 seconds or None, got {attempt_timeout_s!r}")
-        if method is not None and not isinstance(method, str):
-            raise ValueError(f"method must be an HTTP method name like 'GET' or None, got {method!r}")
-        self.max_attempts = max_attempts
-        self.max_total_s = float(max_total_s)
-        self.backoff = make(backoff) if isinstance(backoff, str) else backoff
-        self.honour_retry_after = honour_retry_after
-        self.budget = budget
+        self.max_attempts = integer("max_attempts", max_attempts, 1)
+        self.max_total_s = number("max_total_s", max_total_s, 0.0, lo_open=True, unit=" seconds")
+        self.attempt_timeout_s = optional_number("attempt_timeout_s", attempt_timeout_s, 0.0,
+                                                 lo_open=True, unit=" seconds")
+        if isinstance(backoff, str):
+            backoff = make(backoff)
+        elif not isinstance(backoff, Strategy):
+            raise ValueError(f"backoff must be a Strategy such as FullJitter(base=0.1, cap=5.0) or "
+                             f"one of its names, got {backoff!r}")
+        self.backoff = backoff
+        self.honour_retry_after = boolean("honour_retry_after", honour_retry_after)
+        self.budget = _optional("budget", budget, RetryBudget, "a RetryBudget")
+        method = _optional("method", method, str, "an HTTP method name like 'GET'")
         self.method = method.upper() if method else None
-        self.idempotent = idempotent
-        self.idempotency_key = idempotency_key
-        self.attempt_timeout_s = attempt_timeout_s
+        self.idempotent = None if idempotent is None else boolean("idempotent", idempotent)
+        self.idempotency_key = _optional("idempotency_key", idempotency_key, str, "a str")
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a str, got {name!r}")
         self.name = name
-        self.rng = seeding.rng(f"retry:{name}", _default_seed(seed))
+        if seed is None:
+            self.rng = seeding.stream(f"retry:{name}")
+        else:
+            self.rng = seeding.rng(f"retry:{name}", integer("seed", seed))
+        for label, fn in (("sleep", sleep), ("clock", clock), ("on_event", on_event)):
+            if fn is not None and not callable(fn):
+                raise ValueError(f"{label} must be callable or None, got {fn!r}")
         self._sleep = sleep or asyncio.sleep
         self._clock = clock or loop_time
         self.on_event = on_event
-        self.events: list[RetryEvent] = []
+        self.events: EventLog = EventLog()
+        self._outcomes: Counter = Counter()
+        self._give_up_causes: Counter = Counter()
+        self._total_wait_s = 0.0
 
     # -- decisions (pure) ---------------------------------------------------------------
     def repeat_is_safe(self) -> bool:
@@ -124,24 +164,29 @@ class Retry:
     async def call(self, fn: Callable[..., Awaitable[Any]], /, *args, **kwargs) -> Any:
         """Await fn(*args, **kwargs), retrying per the policy; re-raises the last error."""
         clock = self._clock
-        start = clock()
-        deadline = start + self.max_total_s
+        deadline = clock() + self.max_total_s
         backoff = None  # created on the first failure: the happy path stays cheap
         budget = self.budget
+        per_attempt = self.attempt_timeout_s
         attempt = 0
+        last_error = None
         while True:
             attempt += 1
+            # Every attempt runs under a loop timer: the shorter of attempt_timeout_s and what
+            # is left of max_total_s. Only the second one ends the whole call.
+            remaining = deadline - clock()
+            total_cuts = per_attempt is None or remaining <= per_attempt
+            timer = asyncio.timeout(max(0.0, remaining) if total_cuts else per_attempt)
             try:
-                if self.attempt_timeout_s is None:
+                async with timer:
                     result = await fn(*args, **kwargs)
-                else:
-                    limit = min(self.attempt_timeout_s, max(0.0, deadline - clock()))
-                    async with asyncio.timeout(limit):
-                        result = await fn(*args, **kwargs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 now = clock()
+                if total_cuts and isinstance(exc, TimeoutError) and timer.expired():
+                    raise self._total_timeout(attempt, now, last_error) from (last_error or exc)
+                last_error = exc
                 if not is_service_failure(exc):
                     self._emit(RetryEvent(attempt, now, "give_up", None, 0.0,
                                           f"{type(exc).__name__} is not a service failure"))
@@ -157,7 +202,7 @@ class Retry:
                         backoff = Backoff(self.backoff, self.rng)
                     wait = self._next_wait(backoff, exc)
                     if now + wait >= deadline:
-                        reason = f"waiting {wait:.3f}s would pass max_total_s={self.max_total_s}"
+                        reason = f"the next wait would pass max_total_s={self.max_total_s:g} s"
                     elif budget is not None and not budget.can_retry(now):
                         reason = "retry budget exhausted"
                 if reason is not None:
@@ -184,19 +229,36 @@ class Retry:
         wrapper.retry = self
         return wrapper
 
+    def _total_timeout(self, attempt: int, now: float, last_error) -> TotalTimeout:
+        """Record the cut attempt and build the error that ends the call."""
+        self._observe(False)
+        if self.budget is not None:
+            self.budget.record_failure(now)
+        self._emit(RetryEvent(attempt, now, "give_up", ErrorKind.TIMEOUT.value, 0.0,
+                              f"max_total_s={self.max_total_s:g} s ran out during an attempt"))
+        before = "" if last_error is None else \
+            f"; the attempt before failed with {type(last_error).__name__}: {last_error}"
+        return TotalTimeout(f"retry policy {self.name!r}: max_total_s={self.max_total_s:g} s ran "
+                            f"out during attempt {attempt}, which was cancelled{before}",
+                            attempts=attempt, last_error=last_error)
+
     def _emit(self, event: RetryEvent) -> None:
         self.events.append(event)
+        self._outcomes[event.outcome] += 1
+        if event.outcome == "give_up":
+            self._give_up_causes[event.cause] += 1
+        self._total_wait_s += event.wait_s
         if self.on_event is not None:
             self.on_event(event)
 
     def summary(self) -> dict:
-        outcomes = Counter(e.outcome for e in self.events)
+        """Counts since the policy was made (not only the events still kept)."""
+        outcomes = self._outcomes
         return {"name": self.name, "max_attempts": self.max_attempts, "max_total_s": self.max_total_s,
-                "backoff": self.backoff.name, "attempts": len(self.events),
+                "backoff": self.backoff.name, "attempts": sum(outcomes.values()),
                 "successes": outcomes["success"], "retries": outcomes["retry"],
-                "give_ups": outcomes["give_up"],
-                "give_up_causes": dict(Counter(e.cause for e in self.events if e.outcome == "give_up")),
-                "total_wait_s": sum(e.wait_s for e in self.events)}
+                "give_ups": outcomes["give_up"], "give_up_causes": dict(self._give_up_causes),
+                "total_wait_s": self._total_wait_s}
 
 
 # -- corrected counterparts of the source tutorial ----------------------------------------
@@ -211,6 +273,8 @@ def retry_on_failure(max_attempts: int = 3, delay_s: float = 1.0, *, cap_s: floa
     total time bound; and its client wrapped it around the breaker, so it retried BreakerOpen.
     `delay_s` is the ceiling of the first wait (full jitter with base = delay_s / 2).
     """
+    number("delay_s", delay_s, 0.0, lo_open=True, unit=" seconds")
+    number("cap_s", cap_s, 0.0, lo_open=True, unit=" seconds")
     policy = Retry(max_attempts=max_attempts, max_total_s=max_total_s,
                    backoff=FullJitter(base=delay_s / 2, cap=max(cap_s, delay_s / 2)),
                    seed=seed, sleep=sleep, name="retry_on_failure")
@@ -227,6 +291,9 @@ class ExponentialBackoffRetry:
 
     def __init__(self, initial_delay_s: float = 1.0, max_delay_s: float = 60.0, max_retries: int = 3,
                  *, max_total_s: float = 120.0, seed: int | None = None, sleep=None):
+        number("initial_delay_s", initial_delay_s, 0.0, lo_open=True, unit=" seconds")
+        number("max_delay_s", max_delay_s, 0.0, lo_open=True, unit=" seconds")
+        integer("max_retries", max_retries, 0)
         self.policy = Retry(max_attempts=max_retries + 1, max_total_s=max_total_s,
                             backoff=FullJitter(base=initial_delay_s / 2, cap=max(max_delay_s, initial_delay_s / 2)),
                             seed=seed, sleep=sleep, name="exponential_backoff")
@@ -270,8 +337,9 @@ class AdaptiveRetry(Retry):
     def __init__(self, initial_delay_s: float = 1.0, max_retries: int = 5, *, window: int = 20,
                  budget: RetryBudget | None = None, max_total_s: float = 120.0,
                  seed: int | None = None, sleep=None, clock=None):
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be an int >= 1, got {window!r}")
+        integer("window", window, 1)
+        number("initial_delay_s", initial_delay_s, 0.0, lo_open=True, unit=" seconds")
+        integer("max_retries", max_retries, 0)
         super().__init__(max_attempts=max_retries + 1, max_total_s=max_total_s,
                          backoff=FullJitter(base=initial_delay_s / 2, cap=60.0),
                          budget=budget if budget is not None else RetryBudget(10, 0.1),

@@ -92,14 +92,43 @@ def test_schedule_is_deterministic():
 @pytest.mark.parametrize("call,needle", [
     (lambda: Exponential(0.1, 1.0).delay(0, None), "attempt"),
     (lambda: Exponential(0.1, 1.0).delay(True, None), "attempt"),
+    (lambda: Exponential(0.1, 1.0).delay(2.0, None), "attempt"),
     (lambda: Exponential(-1.0, 1.0), "base"),
     (lambda: Exponential(1.0, 0.5), "cap"),
     (lambda: make("fibonacci"), "decorrelated"),
     (lambda: schedule("full", -1), "n must"),
+    (lambda: schedule("full", 3.0), "n must"),
+    (lambda: schedule("full", 3, seed=1.5), "seed"),
+    (lambda: DecorrelatedJitter(base=0), "base"),        # uniform(0, 0 * 3) would stay 0 for ever
+    (lambda: DecorrelatedJitter(base=0.0, cap=1.0), "base"),
+    (lambda: Exponential(float("nan"), 1.0), "base"),
+    (lambda: Exponential(float("inf"), float("inf")), "base"),
+    (lambda: Exponential(10**400, 10**401), "base"),
+    (lambda: FullJitter(0.1, float("nan")), "cap"),
+    (lambda: FullJitter(0.1, float("inf")), "cap"),
+    (lambda: FullJitter(0.1, 10**400), "cap"),
+    (lambda: FullJitter("0.1", 1.0), "base"),
+    (lambda: FullJitter(True, 1.0), "base"),
+    (lambda: make("full", base=float("nan")), "base"),
+    (lambda: Backoff(FullJitter(), rng="seed"), "rng"),
+    (lambda: Backoff("full"), "strategy"),
 ])
 def test_bad_input(call, needle):
     with pytest.raises(ValueError, match=needle):
         call()
+
+
+def test_validated_values_are_stored_as_floats():
+    s = FullJitter(1, 10)
+    assert type(s.base) is float and type(s.cap) is float
+
+
+def test_attempt_one_is_the_first_retry_as_in_the_aws_simulator():
+    """aws-arch-backoff-simulator: after a failed write `self.attempt += 1`, then
+    `backoff(self.attempt)` = min(cap, base * 2**attempt): the first retry waits up to 2 * base."""
+    b = Backoff(Exponential(0.005, 2.0), random.Random(0))
+    assert [b.next_delay() for _ in range(3)] == [0.01, 0.02, 0.04]
+    assert b.attempt == 3
 
 
 def test_make_knows_every_name():

@@ -1,6 +1,7 @@
 """Circuit breakers: exact resilience4j thresholds, half-open limits, a reference model."""
 import asyncio
 import json
+import math
 import random
 from fractions import Fraction
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from labkit import sim
 from labkit.patterns.breaker import (BreakerListener, BreakerOpen, CircuitBreaker,
-                            ConsecutiveFailureBreaker, State)
+                            ConsecutiveFailureBreaker, State, counts_as_failure)
 from labkit.patterns.errors import ErrorKind, ServiceError
 
 
@@ -69,24 +70,24 @@ def test_open_rejects_then_half_open_then_closed():
     with pytest.raises(BreakerOpen) as info:
         b.acquire(now=5.0)
     assert info.value.kind is ErrorKind.BREAKER_OPEN and info.value.retry_after_s == pytest.approx(6.0)
-    t1 = b.acquire(now=11.0)
+    t1 = b.acquire(now=11.5)
     assert b.state is State.HALF_OPEN
-    t2 = b.acquire(now=11.0)
+    t2 = b.acquire(now=11.5)
     with pytest.raises(BreakerOpen):
-        b.acquire(now=11.0)  # a third concurrent trial is refused
+        b.acquire(now=11.5)  # a third concurrent trial is refused
     b.record_success(t1, now=12.0)
     assert b.state is State.HALF_OPEN  # decided only after all permitted trials finish
     b.record_success(t2, now=12.5)
     assert b.state is State.CLOSED
     assert [(e.old, e.new, e.at) for e in b.events] == [
-        ("closed", "open", 1.0), ("open", "half_open", 11.0), ("half_open", "closed", 12.5)]
+        ("closed", "open", 1.0), ("open", "half_open", 11.5), ("half_open", "closed", 12.5)]
 
 
 @pytest.mark.parametrize("trial_failures,expected", [(1, State.CLOSED), (2, State.OPEN), (3, State.OPEN)])
 def test_half_open_decides_by_failure_rate(trial_failures, expected):
-    b = CircuitBreaker(window_size=2, minimum_number_of_calls=2, wait_duration_in_open_s=1,
+    b = CircuitBreaker(window_size=4, minimum_number_of_calls=4, wait_duration_in_open_s=1,
                        permitted_calls_in_half_open=4, failure_rate_threshold=50)
-    feed(b, [False, False])
+    feed(b, [False] * 4)
     feed(b, [False] * trial_failures + [True] * (4 - trial_failures), t=2.0)
     assert b.state is expected
 
@@ -109,7 +110,7 @@ def test_half_open_limits_concurrent_trials_under_asyncio():
         b = CircuitBreaker(window_size=2, minimum_number_of_calls=2, wait_duration_in_open_s=10,
                            permitted_calls_in_half_open=3)
         feed(b, [False, False], t=0.0)
-        await asyncio.sleep(10)
+        await asyncio.sleep(10.5)
         entered = []
 
         async def probe(i):
@@ -151,7 +152,7 @@ def test_cancelled_trial_gives_its_permit_back():
         b = CircuitBreaker(window_size=1, minimum_number_of_calls=1, wait_duration_in_open_s=1,
                            permitted_calls_in_half_open=1)
         feed(b, [False])
-        await asyncio.sleep(1)
+        await asyncio.sleep(1.5)
         task = asyncio.ensure_future(b.call(asyncio.sleep, 100))
         await asyncio.sleep(0.5)
         task.cancel()
@@ -171,7 +172,7 @@ def test_listener_and_summary():
     b = CircuitBreaker(window_size=2, minimum_number_of_calls=2, wait_duration_in_open_s=1,
                        permitted_calls_in_half_open=1, listeners=[L()])
     feed(b, [False, False], t=0)
-    feed(b, [False], t=1)
+    feed(b, [False], t=1.5)
     assert seen == [("closed", "open"), ("open", "half_open"), ("half_open", "open")]
     s = b.summary()
     assert json.loads(json.dumps(s)) == s and s["state"] == "open"
@@ -183,10 +184,122 @@ def test_listener_and_summary():
     ({"minimum_number_of_calls": 0}, "minimum_number_of_calls"),
     ({"wait_duration_in_open_s": -1}, "wait_duration_in_open_s"),
     ({"permitted_calls_in_half_open": 0}, "permitted_calls_in_half_open"),
+    ({"window_size": 10.0}, "window_size"), ({"window_size": True}, "window_size"),
+    ({"minimum_number_of_calls": 5.0}, "minimum_number_of_calls"),
+    ({"failure_rate_threshold": float("nan")}, "failure_rate_threshold"),
+    ({"wait_duration_in_open_s": float("nan")}, "wait_duration_in_open_s"),
+    ({"wait_duration_in_open_s": float("inf")}, "wait_duration_in_open_s"),
+    ({"wait_duration_in_open_s": 10**400}, "wait_duration_in_open_s"),
+    ({"permitted_calls_in_half_open": 3.0}, "permitted_calls_in_half_open"),
+    ({"name": 7}, "name"),
 ])
 def test_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         CircuitBreaker(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"failure_threshold": 0}, "failure_threshold"), ({"failure_threshold": 2.0}, "failure_threshold"),
+    ({"reset_timeout_s": -1}, "reset_timeout_s"), ({"reset_timeout_s": float("nan")}, "reset_timeout_s"),
+    ({"reset_timeout_s": float("inf")}, "reset_timeout_s"),
+])
+def test_consecutive_bad_input(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        ConsecutiveFailureBreaker(**kwargs)
+
+
+# -- resilience4j semantics: the wait boundary and the half-open quorum -------------------------
+
+@pytest.mark.parametrize("make", [
+    lambda: CircuitBreaker(window_size=2, minimum_number_of_calls=2, wait_duration_in_open_s=10,
+                           permitted_calls_in_half_open=1),
+    lambda: ConsecutiveFailureBreaker(failure_threshold=2, reset_timeout_s=10),
+], ids=["CircuitBreaker", "ConsecutiveFailureBreaker"])
+def test_still_open_at_exactly_opened_at_plus_wait(make):
+    """resilience4j's OpenState admits only when clock.instant().isAfter(opened + wait)."""
+    b = make()
+    feed(b, [False, False], t=1.0)
+    with pytest.raises(BreakerOpen) as info:
+        b.acquire(now=11.0)
+    assert b.state is State.OPEN and info.value.retry_after_s == 0.0
+    b.acquire(now=math.nextafter(11.0, math.inf))
+    assert b.state is State.HALF_OPEN
+
+
+@pytest.mark.parametrize("outcomes,expected", [
+    ([True, True], State.CLOSED), ([False, True], State.OPEN), ([True, False], State.OPEN),
+])
+def test_half_open_decides_after_min_of_minimum_and_permitted(outcomes, expected):
+    """minimum_number_of_calls=2 < permitted=4: resilience4j decides after 2 trial outcomes,
+    by their failure rate, even while 2 more trials are still running."""
+    b = CircuitBreaker(window_size=2, minimum_number_of_calls=2, wait_duration_in_open_s=1,
+                       permitted_calls_in_half_open=4, failure_rate_threshold=50)
+    feed(b, [False, False], t=0.0)
+    tickets = [b.acquire(now=2.0) for _ in range(4)]
+    for ticket, ok in zip(tickets, outcomes):
+        (b.record_success if ok else b.record_failure)(ticket, now=2.5)
+    assert b.state is expected
+    assert b.events[-1].failure_rate == 100.0 * outcomes.count(False) / 2
+    b.record_failure(tickets[2], now=2.6)  # outstanding trials are late: they change nothing
+    assert b.state is expected and b.late_outcomes == 1
+
+
+def test_half_open_quorum_uses_the_configured_minimum_not_the_window_capped_one():
+    """window 2 caps the closed-state minimum (100 -> 2); the half-open window is its own (P = 5),
+    so resilience4j's half-open minimum is min(100, 5) = 5."""
+    b = CircuitBreaker(window_size=2, minimum_number_of_calls=100, wait_duration_in_open_s=1,
+                       permitted_calls_in_half_open=5)
+    assert b.minimum_number_of_calls == 2
+    feed(b, [False, False], t=0.0)
+    feed(b, [True] * 4, t=2.0)
+    assert b.state is State.HALF_OPEN
+    feed(b, [True], t=2.0)
+    assert b.state is State.CLOSED
+
+
+def test_one_copy_of_the_open_to_half_open_admission():
+    for cls in (CircuitBreaker, ConsecutiveFailureBreaker):
+        assert "_admit" not in vars(cls) and "_retry_after" not in vars(cls) and "_release" not in vars(cls)
+
+
+# -- only failures of the remote call count ----------------------------------------------------
+
+@pytest.mark.parametrize("bug", [FileNotFoundError(2, "no such file"), PermissionError(), IsADirectoryError(),
+                                 OSError()], ids=lambda e: type(e).__name__)
+def test_programming_oserrors_do_not_trip_the_breaker(bug):
+    assert not counts_as_failure(bug)
+
+    async def main():
+        b = CircuitBreaker(window_size=2, minimum_number_of_calls=2)
+
+        async def broken():
+            raise bug
+
+        for _ in range(5):
+            with pytest.raises(type(bug)):
+                await b.call(broken)
+        return b
+
+    b = sim.run(main)
+    assert b.state is State.CLOSED and b.failures == 0 and b.successes == 0 and b.calls_permitted == 5
+    assert counts_as_failure(ConnectionResetError()) and counts_as_failure(ServiceError.from_status(502))
+
+
+# -- bounded events ----------------------------------------------------------------------------
+
+def test_events_are_bounded_and_counters_stay_exact():
+    """10**5 calls, each failing: every call opens the breaker, and the next (later) one
+    half-opens it: 2 transitions per call, the log keeps the last 1000, counters stay exact."""
+    n = 10**5
+    b = ConsecutiveFailureBreaker(failure_threshold=1, reset_timeout_s=0.0)
+    for i in range(n):
+        ticket = b.acquire(now=float(i))
+        b.record_failure(ticket, now=float(i))
+    assert len(b.events) == 1000 and b.events[-1].at == n - 1
+    s = b.summary()
+    assert s["transitions_total"] == 2 * n - 1 and s["opened"] == n
+    assert s["failures"] == n and s["calls_permitted"] == n
+    assert len(s["transitions"]) == 1000
 
 
 # -- random sequences against a small reference model ----------------------------------------
@@ -197,17 +310,20 @@ class Model:
     def __init__(self, n, threshold, minimum, wait, permitted):
         self.n, self.threshold, self.minimum = n, Fraction(threshold), min(minimum, n)
         self.wait, self.permitted = wait, permitted
+        # Half-open: a window of `permitted` calls whose minimum is min(configured minimum,
+        # permitted) (CircuitBreakerMetrics.forHalfOpen): it decides after that many outcomes.
+        self.quorum = min(minimum, permitted)
         self.state, self.window, self.trials, self.opened = "closed", [], [], None
 
     def call(self, t, ok):
         if self.state == "open":
-            if t < self.opened + self.wait:
+            if not t > self.opened + self.wait:  # OpenState: clock.instant().isAfter(retryAfter)
                 return "rejected"
             self.state, self.trials = "half_open", []
         if self.state == "half_open":
             self.trials.append(ok)
-            if len(self.trials) == self.permitted:
-                rate = Fraction(100 * self.trials.count(False), self.permitted)
+            if len(self.trials) == self.quorum:
+                rate = Fraction(100 * self.trials.count(False), len(self.trials))
                 if rate >= self.threshold:
                     self.state, self.opened = "open", t
                 else:
@@ -253,7 +369,7 @@ def test_consecutive_breaker_matches_model(ops, threshold):
     t = 0.0
     for dt, ok in ops:
         t += dt
-        if state == "open" and t >= opened + 3.0:
+        if state == "open" and t > opened + 3.0:
             state = "half_open"
         if state == "open":
             with pytest.raises(BreakerOpen):
@@ -276,9 +392,9 @@ def test_consecutive_breaker_fixes_the_tutorial_bugs():
     b = ConsecutiveFailureBreaker(failure_threshold=2, reset_timeout_s=5.0)
     feed(b, [False, False], t=0.0)  # failing at t=0.0 must still allow a reset later
     assert b.state is State.OPEN
-    trial = b.acquire(5.0)
+    trial = b.acquire(5.5)
     assert b.state is State.HALF_OPEN
     with pytest.raises(BreakerOpen):
-        b.acquire(5.0)  # only one trial at a time
-    b.record_success(trial, now=5.1)
+        b.acquire(5.5)  # only one trial at a time
+    b.record_success(trial, now=5.6)
     assert b.state is State.CLOSED

@@ -64,9 +64,27 @@ def test_matches_reference_model(outcomes, max_tokens, ratio_milli):
         assert b.can_retry() == (tokens > Fraction(max_tokens, 2))
 
 
+def test_events_are_bounded_and_counters_stay_exact():
+    n = 10**5
+    b = RetryBudget(max_tokens=2, token_ratio=1, clock=lambda: 0.0)
+    for _ in range(n):          # each round: throttled, denied, allowed (three events)
+        b.record_failure()
+        b.record_failure()
+        assert not b.can_retry()
+        b.record_success()
+        b.record_success()
+    assert len(b.events) == 1000
+    s = b.summary()
+    assert s["failures"] == 2 * n and s["successes"] == 2 * n and s["denied"] == n
+    assert s["events"] == 3 * n and s["throttled"] == n
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     ({"max_tokens": 0}, "max_tokens"), ({"max_tokens": 1001}, "max_tokens"),
     ({"token_ratio": 0}, "token_ratio"), ({"max_tokens": 1, "token_ratio": 2}, "token_ratio"),
+    ({"max_tokens": float("nan")}, "max_tokens"), ({"max_tokens": True}, "max_tokens"),
+    ({"token_ratio": float("nan")}, "token_ratio"), ({"token_ratio": 10**400}, "token_ratio"),
+    ({"token_ratio": "0.1"}, "token_ratio"),
 ])
 def test_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle):

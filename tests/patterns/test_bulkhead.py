@@ -85,9 +85,39 @@ def test_random_workload_never_exceeds_the_cap():
     assert json.loads(json.dumps(bh.summary())) == bh.summary()
 
 
+def test_events_are_bounded_and_counters_stay_exact():
+    n = 10**5
+
+    async def main():
+        bh = Bulkhead(1, max_queue=1, max_wait_s=0.5)
+        for _ in range(n):
+            async with bh:
+                pass
+        # One caller waits 0.25 s for the slot, one more is rejected (queue full).
+        holder = asyncio.ensure_future(hold(bh, 0.25, [], "a"))
+        await asyncio.sleep(0)
+        waiter = asyncio.ensure_future(hold(bh, 0.0, [], "b"))
+        await asyncio.sleep(0)
+        with pytest.raises(BulkheadFull):
+            await bh.acquire()
+        await asyncio.gather(holder, waiter)
+        return bh
+
+    bh = sim.run(main)
+    assert len(bh.events) == 1000
+    counts = bh.summary()["counts"]
+    assert counts == {"admitted": n + 2, "released": n + 2, "queued": 1, "rejected": 1}
+    assert bh.summary()["max_waited_s"] == 0.25 and bh.in_use == 0
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     ({"max_concurrent": 0}, "max_concurrent"), ({"max_concurrent": 1, "max_queue": -1}, "max_queue"),
     ({"max_concurrent": 1, "max_wait_s": -1}, "max_wait_s"),
+    ({"max_concurrent": 2.0}, "max_concurrent"), ({"max_concurrent": True}, "max_concurrent"),
+    ({"max_concurrent": 1, "max_queue": 1.0}, "max_queue"),
+    ({"max_concurrent": 1, "max_wait_s": float("nan")}, "max_wait_s"),
+    ({"max_concurrent": 1, "max_wait_s": float("inf")}, "max_wait_s"),
+    ({"max_concurrent": 1, "max_wait_s": 10**400}, "max_wait_s"),
 ])
 def test_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle):

@@ -8,7 +8,7 @@ from labkit import sim
 from labkit.patterns.backoff import Constant, Exponential, FullJitter
 from labkit.patterns.breaker import CircuitBreaker, State
 from labkit.patterns.budget import RetryBudget
-from labkit.patterns.errors import BreakerOpen, ServiceError
+from labkit.patterns.errors import BreakerOpen, ErrorKind, ServiceError
 from labkit.patterns.retry import (AdaptiveRetry, CircuitBreakerRetry, ExponentialBackoffRetry, Retry,
                           retry_on_failure)
 
@@ -127,6 +127,111 @@ def test_attempt_timeout_cancels_slow_attempts_in_virtual_time():
     assert calls == [0.0, 3.0, 6.0]
 
 
+def test_total_time_bounds_a_running_attempt():
+    """A 100 s call under max_total_s=1 is cut at 1 s, with an error that says why."""
+    calls = []
+
+    async def slow():
+        calls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(100)
+        return "late"
+
+    async def main():
+        with pytest.raises(TimeoutError) as info:
+            await policy.call(slow)
+        return asyncio.get_running_loop().time(), info.value
+
+    for policy in (Retry(max_total_s=1.0), Retry(max_total_s=1.0, attempt_timeout_s=5.0)):
+        calls.clear()
+        t, exc = sim.run(main)
+        assert t == 1.0 and calls == [0.0]
+        assert isinstance(exc, ServiceError) and exc.kind is ErrorKind.TIMEOUT
+        assert "max_total_s=1" in str(exc) and "ran out" in str(exc)
+        assert policy.events[-1].outcome == "give_up" and "max_total_s" in policy.events[-1].cause
+
+
+def test_total_time_error_keeps_the_last_cause():
+    first = err(503)
+    fn_calls = []
+
+    async def fails_then_hangs():
+        fn_calls.append(asyncio.get_running_loop().time())
+        if len(fn_calls) == 1:
+            raise first
+        await asyncio.sleep(100)
+
+    policy = Retry(max_attempts=5, max_total_s=2.0, backoff=Constant(0.5, 0.5))
+
+    async def main():
+        with pytest.raises(TimeoutError) as info:
+            await policy.call(fails_then_hangs)
+        return asyncio.get_running_loop().time(), info.value
+
+    t, exc = sim.run(main)
+    assert fn_calls == [0.0, 0.5] and t == 2.0
+    assert exc.last_error is first and exc.__cause__ is first
+    assert "HTTP 503" in str(exc)
+
+
+def test_attempt_timeout_shorter_than_the_budget_is_an_ordinary_retryable_timeout():
+    calls = []
+
+    async def slow():
+        calls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(100)
+
+    policy = Retry(max_attempts=3, max_total_s=100.0, attempt_timeout_s=2.0, backoff=Constant(1.0, 1.0))
+    exc = attempt_and_fail(policy, slow)
+    assert type(exc) is TimeoutError and calls == [0.0, 3.0, 6.0]
+    assert "max_attempts=3" in policy.events[-1].cause
+
+
+@pytest.mark.parametrize("bug", [FileNotFoundError(2, "no such file", "users.csv"), PermissionError(),
+                                 IsADirectoryError(), OSError()], ids=lambda e: type(e).__name__)
+def test_programming_oserrors_are_not_retried(bug):
+    fn = Flaky(bug)
+    budget = RetryBudget(max_tokens=10, token_ratio=0.1)
+    policy = Retry(max_attempts=5, budget=budget)
+    assert attempt_and_fail(policy, fn) is bug
+    assert len(fn.times) == 1 and "not a service failure" in policy.events[0].cause
+    assert budget.tokens == 10
+
+
+def test_retry_n_waits_backoff_delay_n():
+    """One numbering: retry number n (1 = the first retry) waits backoff.delay(n); its event is
+    the one of the failed call number n (RetryEvent.attempt == n)."""
+    fn = Flaky(*[err(503)] * 4)
+    strategy = Exponential(0.5, 100.0)
+    policy = Retry(max_attempts=5, max_total_s=100.0, backoff=strategy)
+    sim.run(lambda: policy.call(fn))
+    retries = [e for e in policy.events if e.outcome == "retry"]
+    assert [e.attempt for e in retries] == [1, 2, 3, 4]
+    assert [e.wait_s for e in retries] == [strategy.delay(n, None) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+
+
+def test_events_are_bounded_and_summary_counts_stay_exact():
+    n = 10**5
+    policy = Retry(max_attempts=2, backoff=Constant(0.0, 0.0))
+
+    async def main():
+        for i in range(n):
+            if i % 4 == 0:       # one in four calls fails once, then succeeds
+                await policy.call(Flaky(err(503)))
+            elif i % 4 == 1:     # one in four fails for good (404 is not retried)
+                with pytest.raises(ServiceError):
+                    await policy.call(Flaky(err(404)))
+            else:
+                await policy.call(Flaky())
+
+    sim.run(main)
+    assert len(policy.events) == 1000
+    s = policy.summary()
+    assert s["attempts"] == n + n // 4
+    assert s["successes"] == n - n // 4 and s["retries"] == n // 4 and s["give_ups"] == n // 4
+    assert s["give_up_causes"] == {"not_found is not retryable": n // 4}
+    assert s["total_wait_s"] == 0.0
+
+
 def test_bug_in_our_code_is_not_retried():
     fn = Flaky(KeyError("oops"))
     policy = Retry(max_attempts=5)
@@ -238,6 +343,13 @@ def test_summary_is_json():
     ({"max_attempts": 0}, "max_attempts"), ({"max_total_s": 0}, "max_total_s"),
     ({"attempt_timeout_s": -1}, "attempt_timeout_s"), ({"backoff": "linear"}, "strategy"),
     ({"method": 5}, "method"),
+    ({"max_attempts": 3.0}, "max_attempts"), ({"max_attempts": True}, "max_attempts"),
+    ({"max_total_s": float("nan")}, "max_total_s"), ({"max_total_s": float("inf")}, "max_total_s"),
+    ({"max_total_s": 10**400}, "max_total_s"), ({"attempt_timeout_s": float("nan")}, "attempt_timeout_s"),
+    ({"attempt_timeout_s": 10**400}, "attempt_timeout_s"), ({"seed": 1.5}, "seed"),
+    ({"honour_retry_after": "yes"}, "honour_retry_after"), ({"idempotent": 1}, "idempotent"),
+    ({"idempotency_key": 42}, "idempotency_key"), ({"name": None}, "name"),
+    ({"backoff": 0.5}, "backoff"), ({"budget": 10}, "budget"),
 ])
 def test_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
@@ -245,6 +357,21 @@ def test_bad_input(kwargs, needle):
 
 
 # -- counterparts of the source tutorial ---------------------------------------------------------
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda: retry_on_failure(max_attempts=2.0), "max_attempts"),
+    (lambda: retry_on_failure(delay_s=float("nan")), "delay_s"),
+    (lambda: retry_on_failure(delay_s=0), "delay_s"),
+    (lambda: ExponentialBackoffRetry(initial_delay_s=-1), "initial_delay_s"),
+    (lambda: ExponentialBackoffRetry(max_retries=1.0), "max_retries"),
+    (lambda: ExponentialBackoffRetry(max_delay_s=float("inf")), "max_delay_s"),
+    (lambda: AdaptiveRetry(window=0), "window"), (lambda: AdaptiveRetry(max_retries=-1), "max_retries"),
+    (lambda: AdaptiveRetry(initial_delay_s=10**400), "initial_delay_s"),
+])
+def test_tutorial_counterparts_bad_input(make, needle):
+    with pytest.raises(ValueError, match=needle):
+        make()
+
 
 def test_retry_on_failure_awaits_and_filters():
     fn = Flaky(err(503), err(400))
