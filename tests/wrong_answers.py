@@ -1,7 +1,13 @@
-"""Known-wrong answers to the exercises: every check must reject each of them.
+"""Answers a learner writes, and what each check must say to them.
 
-Each entry is (exercise id, short name, source code defining the learner's function). The
-source form lets the notebook tests inject them into exercise cells too.
+WRONG: known-wrong answers; every check must reject each of them, and `WHY[name]` is a fragment
+its message must contain (so a check cannot reject an answer for an unrelated, false reason).
+RIGHT: unusual right answers; every check must accept them.
+BLOCKING: answers that never return or block the event loop; the check must come back after
+its limit with `fragment` in its message (tested with short limits).
+Each entry holds the source code defining the learner's function, so the notebook tests can
+inject it into an exercise cell too. The first WRONG entry of each exercise is the one the
+notebook tests use.
 """
 
 WRONG = [
@@ -44,6 +50,57 @@ async def fetch_user(session, base_url, user_id, timeout_s):
             return None
         return await resp.json()
 '''),
+    ("01.fetch_user", "a hard-coded short timeout", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=0.1)) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return await resp.json()
+'''),
+    ("01.fetch_user", "wait_for with a constant instead of timeout_s", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async def get():
+        async with session.get(f"{base_url}/users/{user_id}") as resp:
+            if resp.status == 404:
+                return None
+            resp.raise_for_status()
+            return await resp.json()
+    return await asyncio.wait_for(get(), 0.5)
+'''),
+    ("01.fetch_user", "last parameter named timeout", '''
+async def fetch_user(session, base_url, user_id, timeout):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return await resp.json()
+'''),
+    ("01.fetch_user", "a custom exception on 503", '''
+class ServerError(Exception):
+    pass
+
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+        if resp.status == 404:
+            return None
+        if resp.status >= 500:
+            raise ServerError("the server is down")
+        return await resp.json()
+'''),
+    ("01.fetch_user", "a blocking requests.get in a plain def", '''
+import requests
+
+def fetch_user(session, base_url, user_id, timeout_s):
+    resp = requests.get(f"{base_url}/users/{user_id}")
+    if resp.status_code == 404:
+        return None
+    resp.raise_for_status()
+    return resp.json()
+'''),
     # Exercise 2 · load_page --------------------------------------------------------------
     ("01.load_page", "one call after another", '''
 async def load_page(fetch, user_ids):
@@ -57,6 +114,15 @@ async def load_page(fetch, user_ids):
 async def load_page(fetch, user_ids):
     return [fetch(uid) for uid in user_ids]
 '''),
+    ("01.load_page", "at most two calls at a time (semaphore)", '''
+async def load_page(fetch, user_ids):
+    limit = asyncio.Semaphore(2)
+
+    async def one(uid):
+        async with limit:
+            return await fetch(uid)
+    return await asyncio.gather(*(one(uid) for uid in user_ids))
+'''),
     # Exercise 3 · p_slow_page ------------------------------------------------------------
     ("01.p_slow_page", "adds the probabilities", '''
 def p_slow_page(p, n):
@@ -69,6 +135,10 @@ def p_slow_page(p, n):
     ("01.p_slow_page", "the share of fast pages", '''
 def p_slow_page(p, n):
     return (1 - p) ** n
+'''),
+    ("01.p_slow_page", "a percentage instead of a fraction", '''
+def p_slow_page(p, n):
+    return 100 * (1 - (1 - p) ** n)
 '''),
     # Exercise 1 · full_jitter (chapter 5) --------------------------------------------------
     ("05.full_jitter", "the source tutorial's ±10 % jitter", '''
@@ -96,6 +166,10 @@ def full_jitter(attempt, base_s, cap_s, rng):
     ("05.full_jitter", "first retry already doubled", '''
 def full_jitter(attempt, base_s, cap_s, rng):
     return rng.uniform(0, min(cap_s, base_s * 2 ** (attempt + 1)))
+'''),
+    ("05.full_jitter", "counts the first retry as attempt 0 (ceiling halved)", '''
+def full_jitter(attempt, base_s, cap_s, rng):
+    return rng.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1)))
 '''),
     # Exercise 2 · half_open_decision ---------------------------------------------------------
     ("05.half_open_decision", "unlimited trial calls in half-open", '''
@@ -130,6 +204,14 @@ def half_open_decision(admitted, results, permitted, threshold_pct):
         return "open" if 100 * results.count(False) / len(results) > threshold_pct else "closed"
     return "admit" if admitted < permitted else "reject"
 '''),
+    ("05.half_open_decision", "opens on the first failure", '''
+def half_open_decision(admitted, results, permitted, threshold_pct):
+    if False in results:
+        return "open"
+    if len(results) >= permitted:
+        return "closed"
+    return "admit" if admitted < permitted else "reject"
+'''),
     # Exercise 3 · payment_policy -----------------------------------------------------------
     ("05.payment_policy", "no retries", '''
 def payment_policy(idempotency_key, budget):
@@ -161,4 +243,207 @@ def payment_policy(idempotency_key, budget):
     return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=4,
                  backoff=FullJitter(base=0.05, cap=1.0), budget=budget)
 '''),
+    ("05.payment_policy", "the same idempotency key for every payment", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="POST", idempotency_key="checkout", max_attempts=4,
+                 attempt_timeout_s=0.25, max_total_s=1.0,
+                 backoff=FullJitter(base=0.05, cap=1.0), budget=budget)
+'''),
+]
+
+#: A fragment the check's message must contain for each WRONG answer (by its short name).
+WHY = {
+    # chapter 1
+    "returns the response object (the source tutorial's bug)": "returned the response object",
+    "no timeout": "did not give up after timeout_s",
+    "a constant timeout instead of timeout_s": "did not give up after timeout_s",
+    "raises on 404": "does not exist (404)",
+    "swallows 5xx as 'no user'": "an error must not look like a result",
+    "a hard-coded short timeout": "gave up before timeout_s",
+    "wait_for with a constant instead of timeout_s": "did not give up after timeout_s",
+    "last parameter named timeout": "must be named `timeout_s`",
+    "a custom exception on 503": "when the service answered 503 your `fetch_user` raised ServerError",
+    "a blocking requests.get in a plain def": "must be an `async def`",
+    "one call after another": "one call at a time",
+    "results in finishing order": "in the order they finished",
+    "coroutines never awaited": "never awaited",
+    "at most two calls at a time (semaphore)": "at most 2 calls at a time",
+    "adds the probabilities": "p * n",
+    "all calls slow": "p ** n",
+    "the share of fast pages": "the chance that the page is fast",
+    "a percentage instead of a fraction": "looks like a percentage",
+    # chapter 5
+    "the source tutorial's ±10 % jitter": "±10 % jitter",
+    "no jitter at all": "every time",
+    "equal jitter": "equal jitter",
+    "caps after drawing": "capped after drawing",
+    "draws from the global random module": "same seed gave different waits",
+    "first retry already doubled": "above the ceiling",
+    "counts the first retry as attempt 0 (ceiling halved)": "the first retry is attempt=1",
+    "unlimited trial calls in half-open": "permits are in use",
+    "closes on the first success": "closing on the first success",
+    "never opens again": "must open again",
+    "compares a fraction with a percent": "is a percent",
+    "opens only above the threshold": "At exactly the threshold",
+    "opens on the first failure": "could still",
+    "no retries": "no retries",
+    "POST without an idempotency key (never retried)": "never retried",
+    "POST marked idempotent without a key (charges twice)": "charged twice.",
+    "immediate retries": "same 20-ms burst",
+    "unbounded retries, no budget": "during the outage",
+    "no per-attempt timeout": "p99 latency",
+    "the same idempotency key for every payment": "charged 0 times",
+}
+
+RIGHT = [
+    # Exercise 1 · fetch_user ---------------------------------------------------------------
+    ("01.fetch_user", "asyncio.timeout instead of ClientTimeout", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with asyncio.timeout(timeout_s):
+        async with session.get(f"{base_url}/users/{user_id}") as resp:
+            if resp.status == 404:
+                return None
+            resp.raise_for_status()
+            return await resp.json()
+'''),
+    ("01.fetch_user", "asyncio.wait_for with timeout_s", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async def get():
+        async with session.get(f"{base_url}/users/{user_id}") as resp:
+            if resp.status == 404:
+                return None
+            resp.raise_for_status()
+            return await resp.json()
+    return await asyncio.wait_for(get(), timeout=timeout_s)
+'''),
+    ("01.fetch_user", "raises ClientResponseError by hand, timeout_s has a default", '''
+async def fetch_user(session, base_url, user_id, timeout_s=5.0):
+    url = base_url + "/users/" + str(user_id)
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+        if resp.status == 404:
+            return None
+        if resp.status >= 400:
+            raise aiohttp.ClientResponseError(resp.request_info, resp.history,
+                                              status=resp.status, message=resp.reason)
+        data = await resp.json()
+    return data
+'''),
+    # Exercise 2 · load_page ----------------------------------------------------------------
+    ("01.load_page", "asyncio.TaskGroup", '''
+async def load_page(fetch, user_ids):
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(fetch(uid)) for uid in user_ids]
+    return [t.result() for t in tasks]
+'''),
+    ("01.load_page", "create every task, then await each", '''
+async def load_page(fetch, user_ids):
+    tasks = [asyncio.create_task(fetch(uid)) for uid in user_ids]
+    results = []
+    for task in tasks:
+        results.append(await task)
+    return results
+'''),
+    # Exercise 3 · p_slow_page --------------------------------------------------------------
+    ("01.p_slow_page", "math.pow", '''
+import math
+
+def p_slow_page(p, n):
+    return 1 - math.pow(1 - p, n)
+'''),
+    ("01.p_slow_page", "1 - a product in a loop", '''
+def p_slow_page(p, n):
+    all_fast = 1.0
+    for _ in range(n):
+        all_fast *= 1 - p
+    return 1 - all_fast
+'''),
+    ("01.p_slow_page", "1 - math.prod", '''
+import math
+
+def p_slow_page(p, n):
+    return 1 - math.prod([1 - p] * n)
+'''),
+    # Chapter 5 -------------------------------------------------------------------------------
+    ("05.full_jitter", "scales rng.random() by the capped ceiling", '''
+def full_jitter(attempt, base_s, cap_s, rng):
+    ceiling = base_s * 2 ** attempt
+    if ceiling > cap_s:
+        ceiling = cap_s
+    return ceiling * rng.random()
+'''),
+    ("05.half_open_decision", "opens early once the outstanding trials cannot save it", '''
+def half_open_decision(admitted, results, permitted, threshold_pct):
+    failures = results.count(False)
+    if 100 * failures / permitted >= threshold_pct:
+        return "open"
+    if len(results) >= permitted:
+        return "open" if 100 * failures / len(results) >= threshold_pct else "closed"
+    return "admit" if admitted < permitted else "reject"
+'''),
+    ("05.half_open_decision", "closes early once the outstanding trials cannot fail it", '''
+def half_open_decision(admitted, results, permitted, threshold_pct):
+    failures = results.count(False)
+    worst = failures + permitted - len(results)
+    if 100 * worst / permitted < threshold_pct:
+        return "closed"
+    if len(results) >= permitted:
+        return "open" if 100 * failures / len(results) >= threshold_pct else "closed"
+    return "admit" if admitted < permitted else "reject"
+'''),
+    ("05.payment_policy", "five shorter attempts", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=5,
+                 attempt_timeout_s=0.2, max_total_s=1.0,
+                 backoff=FullJitter(base=0.04, cap=0.5), budget=budget)
+'''),
+]
+
+BLOCKING = [
+    # (exercise id, short name, source, fragment of the message)
+    ("01.p_slow_page", "sleeps for 100 s", '''
+import time
+
+def p_slow_page(p, n):
+    time.sleep(100)
+    return 1 - (1 - p) ** n
+''', "did not return within"),
+    ("01.p_slow_page", "loops forever", '''
+def p_slow_page(p, n):
+    while True:
+        pass
+''', "did not return within"),
+    ("05.half_open_decision", "loops forever", '''
+def half_open_decision(admitted, results, permitted, threshold_pct):
+    while len(results) < permitted:
+        pass
+    return "closed"
+''', "did not return within"),
+    ("05.payment_policy", "sleeps for 100 s", '''
+import time
+
+def payment_policy(idempotency_key, budget):
+    time.sleep(100)
+''', "did not return within"),
+    ("01.load_page", "time.sleep in an async def", '''
+import time
+
+async def load_page(fetch, user_ids):
+    time.sleep(100)
+    return [await fetch(uid) for uid in user_ids]
+''', "blocked the event loop"),
+    ("01.fetch_user", "a loop that never awaits", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    while True:
+        pass
+''', "blocked the event loop"),
+    ("01.fetch_user", "requests.get without a timeout in an async def", '''
+import requests
+
+async def fetch_user(session, base_url, user_id, timeout_s):
+    resp = requests.get(f"{base_url}/users/{user_id}")
+    if resp.status_code == 404:
+        return None
+    resp.raise_for_status()
+    return resp.json()
+''', "blocked the event loop"),
 ]

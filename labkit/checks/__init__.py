@@ -10,18 +10,27 @@ Every chapter uses the same three moves:
 3. ``make grade NB=...`` runs the whole notebook and grades each exercise's function by its
    name, whatever the check cells did (see `labkit.checks.grade`).
 
-A check is an async function ``test(impl)`` that raises `Wrong` with a message in the
-learner's terms (and a hint) at the first thing that is not right.
+A check is a function ``test(impl)`` (``async def`` for async answers) that raises `Wrong`
+with a message in the learner's terms (and a hint) at the first thing that is not right. The
+check never hangs: `labkit.checks.guard` bounds the learner's code. Only attempts that changed
+the answer count towards the hint (re-running an unchanged cell, or the untouched skeleton,
+does not).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import html
 import inspect
+import random
+import types
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Callable
 
+from labkit._core import seeding, validate
 from labkit.course.source import show, show_rich
+from . import guard
 
 
 class Wrong(Exception):
@@ -44,16 +53,72 @@ def plain(got, why: str):
     return got
 
 
+def shown(value: float, threshold: float, *, percent: bool = False, digits: int | None = None) -> str:
+    """`value` formatted so that it is never shown on the other side of `threshold`.
+
+    98.95 % against an SLO of 99 % prints as "98.95 %", not "99.0 %". `percent=True` shows a
+    share (0..1) as a percent (1 decimal at least); otherwise 2 decimals at least.
+    """
+    scale = 100.0 if percent else 1.0
+    v, t = value * scale, round(threshold * scale, 9)
+    side = (value > threshold) - (value < threshold)
+    d = (1 if percent else 2) if digits is None else digits
+    while d < 12:
+        r = round(v, d)
+        if (r > t) - (r < t) == side:
+            break
+        d += 1
+    return f"{v:.{d}f}" + (" %" if percent else "")
+
+
+_RUNS: collections.Counter = collections.Counter()
+
+
+def run_rng(exercise_id: str) -> random.Random:
+    """A fresh seeded generator for each run of a check: inputs vary from run to run (so a
+    hard-coded answer cannot pass), and the sequence of runs is repeatable per course seed."""
+    _RUNS[exercise_id] += 1
+    return seeding.rng(f"checks:{exercise_id}:run{_RUNS[exercise_id]}")
+
+
+def _code_key(code: types.CodeType) -> tuple:
+    consts = tuple(_code_key(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
+    return (code.co_code, code.co_names, code.co_varnames, code.co_freevars,
+            code.co_argcount, code.co_kwonlyargcount, consts)
+
+
+def fingerprint(impl):
+    """What the answer *is*, ignoring line numbers and comments (None if unknown).
+
+    Re-running an unchanged exercise cell gives the same fingerprint, so it is not counted as
+    a new attempt.
+    """
+    while isinstance(impl, functools.partial):
+        impl = impl.func
+    code = getattr(impl, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    return _code_key(code), repr(getattr(impl, "__defaults__", None)), \
+        repr(getattr(impl, "__kwdefaults__", None))
+
+
 @dataclass
 class Exercise:
-    """One exercise: the function name the learner writes, its check and its reference."""
+    """One exercise: the function name the learner writes, its check and its reference.
+
+    A check is ``async def test(impl)`` for async answers (run on the loop under a watchdog)
+    or a plain ``def test(impl)`` for plain answers (run in a worker thread with a hard
+    limit): see `labkit.checks.guard`.
+    """
     id: str                                   # "01.fetch_user": chapter number . function name
-    test: Callable[[Callable], Awaitable[None]]
+    test: Callable
     reference: Callable
     title: str
     hint: str = ""                            # general hint when a check gives none
     timeout_s: float = 30.0                   # a check never waits longer than this
-    failures: int = field(default=0, compare=False)
+    blocked_s: float = 5.0                    # the answer may block the event loop this long
+    failures: int = field(default=0, compare=False)   # attempts that changed the answer
+    _last: object = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -68,6 +133,17 @@ class Exercise:
         """The notebook cell tag of the exercise cell."""
         return f"exercise:{self.name}"
 
+    def reset_attempts(self) -> None:
+        """Forget the attempts counted so far (the next failure is the first)."""
+        self.failures, self._last = 0, None
+
+    def count_attempt(self, impl) -> None:
+        """Count a failed answer, unless it is the same answer as the last one counted."""
+        key = fingerprint(impl)
+        if key is None or key != self._last:
+            self.failures += 1
+        self._last = key
+
 
 @dataclass(frozen=True)
 class Result:
@@ -76,6 +152,7 @@ class Result:
     passed: bool
     message: str
     hint: str = ""
+    unanswered: bool = False       # still the skeleton (or undefined): not an attempt
 
     def as_dict(self) -> dict:
         return {"exercise": self.exercise, "passed": self.passed, "message": self.message,
@@ -87,10 +164,12 @@ RESULTS: dict[str, Result] = {}        # latest result per exercise in this kern
 
 
 def exercise(id: str, *, reference: Callable, title: str, hint: str = "",
-             timeout_s: float = 30.0):
+             timeout_s: float = 30.0, blocked_s: float = 5.0):
     """Decorator that registers a check function as the check of exercise `id`."""
     def register(test):
-        EXERCISES[id] = Exercise(id, test, reference, title, hint, timeout_s)
+        EXERCISES[id] = Exercise(id, test, reference, title, hint,
+                                 validate.number("timeout_s", timeout_s, 0, lo_open=True),
+                                 validate.number("blocked_s", blocked_s, 0, lo_open=True))
         return test
     return register
 
@@ -103,25 +182,85 @@ def _find(exercise_id: str) -> Exercise:
         raise ValueError(f"unknown exercise {exercise_id!r}; known: {', '.join(sorted(EXERCISES))}") from None
 
 
-async def evaluate(exercise_id: str, impl) -> Result:
-    """Run one check quietly and return its `Result` (used by `check`, grading and tests)."""
+class _CheckTimedOut(Exception):
+    """The check's own time limit ran out (only this may say "the check gave up")."""
+
+
+async def _run_async(ex: Exercise, impl, limit_s: float, blocked_s: float) -> None:
+    """Run an async check under its time limit, with a watchdog on the event loop."""
+    async with guard.LoopWatchdog(impl, blocked_s) as dog:
+        task = asyncio.ensure_future(ex.test(impl))
+        try:
+            await asyncio.wait({task}, timeout=limit_s)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=5.0)   # let its `finally` clean up
+    timed_out = not task.done() or task.cancelled()
+    if dog.interrupted or dog.blocked:
+        raise guard.LoopBlocked(dog.longest_s, dog.interrupted)
+    if timed_out:
+        raise _CheckTimedOut
+    task.result()
+
+
+async def evaluate(exercise_id: str, impl, *, timeout_s: float | None = None,
+                   blocked_s: float | None = None) -> Result:
+    """Run one check quietly and return its `Result` (used by `check`, grading and tests).
+
+    `timeout_s` (default: the exercise's) bounds the whole check; `blocked_s` is how long an
+    async answer may block the event loop before it is interrupted.
+    """
     ex = _find(exercise_id)
+    limit_s = ex.timeout_s if timeout_s is None else \
+        validate.number("timeout_s", timeout_s, 0, lo_open=True, unit=" s")
+    blocked = min(ex.blocked_s, limit_s) if blocked_s is None else \
+        validate.number("blocked_s", blocked_s, 0, lo_open=True, unit=" s")
+    name = f"`{ex.name}`"
     if impl is None or impl is Ellipsis:
-        return Result(ex.id, False, f"`{ex.name}` is not defined yet: fill in the exercise cell.")
+        return Result(ex.id, False, f"{name} is not defined yet: fill in the exercise cell.",
+                      unanswered=True)
     if not callable(impl):
-        return Result(ex.id, False, f"`{ex.name}` should be a function, got {type(impl).__name__}.")
+        return Result(ex.id, False, f"{name} should be a function, got {type(impl).__name__}.")
     try:
-        await asyncio.wait_for(ex.test(impl), ex.timeout_s)
+        if inspect.iscoroutinefunction(ex.test):
+            await _run_async(ex, impl, limit_s, blocked)
+        else:
+            await guard.in_thread(ex.test, impl, limit_s=limit_s, name=ex.name)
     except Wrong as w:
         return Result(ex.id, False, w.message, w.hint or ex.hint)
     except NotImplementedError:
-        return Result(ex.id, False, f"`{ex.name}` still raises NotImplementedError: "
-                                    "replace it with your code.", ex.hint)
-    except asyncio.TimeoutError:
-        return Result(ex.id, False, f"the check gave up after {ex.timeout_s:g} s: your `{ex.name}` "
-                                    "kept waiting. Does every network call have a timeout?", ex.hint)
+        return Result(ex.id, False, f"{name} still raises NotImplementedError: "
+                                    "replace it with your code.", ex.hint, unanswered=True)
+    except _CheckTimedOut:
+        return Result(ex.id, False, f"the check gave up after {limit_s:g} s: your {name} kept "
+                                    "waiting. Does every network call have a timeout?", ex.hint)
+    except guard.DidNotReturn as err:
+        if not err.inside_answer:
+            return Result(ex.id, False, f"the check gave up after {limit_s:g} s: checking your "
+                                        f"{name} took longer than that.", ex.hint)
+        return Result(ex.id, False, (
+            f"your {name} did not return within {limit_s:g} s, so the check stopped waiting: it "
+            "blocks (time.sleep, a loop that never ends, a network call without a timeout?). "
+            "Its thread was asked to stop; if it is stuck in one blocking call it runs on in "
+            "the background until that call returns (restart the kernel if the notebook gets "
+            "slow)."), ex.hint)
+    except guard.LoopBlocked as err:
+        longest_s, interrupted = err.args
+        how_long = f"more than {blocked:g} s" if interrupted else f"{longest_s:.1f} s"
+        return Result(ex.id, False, (
+            f"your {name} blocked the event loop for {how_long} with a blocking call such as "
+            "time.sleep (or requests.get, or a loop that never awaits). While it runs nothing "
+            "else in the kernel runs, not even the service it waits for"
+            + ("; the check interrupted it." if interrupted else ".")),
+            "Inside `async def`, wait with `await asyncio.sleep(...)` and call services with "
+            "aiohttp (`await session.get(...)`), never with time.sleep or requests.")
+    except TimeoutError as err:
+        detail = f" ({err})" if str(err) else ""
+        return Result(ex.id, False, f"your {name} raised TimeoutError{detail}: its own timeout "
+                                    "ran out, not the check's time limit.", ex.hint)
     except Exception as err:  # the learner's code crashed: that is feedback, not a crash
-        return Result(ex.id, False, f"`{ex.name}` raised {type(err).__name__}: {err}", ex.hint)
+        return Result(ex.id, False, f"{name} raised {type(err).__name__}: {err}", ex.hint)
     return Result(ex.id, True, "correct")
 
 
@@ -131,10 +270,11 @@ async def check(exercise_id: str, impl):
     result = await evaluate(exercise_id, impl)
     RESULTS[ex.id] = result
     if result.passed:
-        ex.failures = 0
+        ex.reset_attempts()
         _show(True, f"{ex.title}: correct. Later cells use your `{ex.name}`.")
         return impl
-    ex.failures += 1
+    if not result.unanswered:
+        ex.count_attempt(impl)
     text = f"{ex.title}: not yet. {result.message}"
     if ex.failures >= 2 and result.hint:
         text += f"\nHint: {result.hint}"
@@ -150,14 +290,17 @@ def solution(exercise_id: str) -> None:
     show(_find(exercise_id).reference)
 
 
-async def grade(namespace: dict, chapter: str | None = None) -> list[dict]:
-    """Grade every exercise of `chapter` (default: all whose function is in `namespace`)."""
+async def grade(namespace: dict, chapter: str | None = None, *, timeout_s: float | None = None,
+                blocked_s: float | None = None) -> list[dict]:
+    """Grade every exercise of `chapter` (default: all) by the function named like it in
+    `namespace`; `timeout_s` and `blocked_s` override the exercises' limits (see `evaluate`)."""
     _load_chapters()
     out = []
     for ex in EXERCISES.values():
         if chapter is not None and ex.chapter != chapter:
             continue
-        result = await evaluate(ex.id, namespace.get(ex.name))
+        result = await evaluate(ex.id, namespace.get(ex.name), timeout_s=timeout_s,
+                                blocked_s=blocked_s)
         out.append(result.as_dict())
     return out
 

@@ -1,8 +1,11 @@
 """Grade a learner's chapter notebook: ``make grade NB=notebooks/01_sync.ipynb``.
 
-Runs the notebook headless with testbook (a failing cell does not stop the run), then grades
-each of the chapter's exercises by the function the learner defined under the exercise's
-name, with the same checks the notebook uses. Prints a score per exercise and the total.
+Runs the notebook headless with testbook (a failing cell does not stop the run, and a cell
+that runs longer than the per-cell timeout is interrupted, so a `time.sleep(1000)` in a
+learner's cell does not hang grading), then grades each of the chapter's exercises by the
+function the learner defined under the exercise's name, with the same checks the notebook uses
+(each bounded by `labkit.checks.guard`: a blocking answer fails, it does not hang). Prints a
+score per exercise and the total.
 Exit status: 0 when grading ran (whatever the score), 2 when the notebook could not be run.
 """
 from __future__ import annotations
@@ -15,11 +18,12 @@ import sys
 
 from testbook import testbook
 
+from labkit._core.validate import number
 from labkit.checks import exercises_for
 
 GRADE_CODE = """\
 import labkit.checks as _labkit_checks
-_labkit_grades = await _labkit_checks.grade(globals(), chapter={chapter!r})
+_labkit_grades = await _labkit_checks.grade(globals(), chapter={chapter!r}, timeout_s={limit!r})
 """
 
 
@@ -31,8 +35,16 @@ def chapter_of(path: pathlib.Path) -> str:
     return match.group(1)
 
 
-def grade_notebook(path: str | pathlib.Path, *, timeout_s: int = 120) -> list[dict]:
-    """Execute the notebook and return one result dict per exercise of its chapter."""
+def grade_notebook(path: str | pathlib.Path, *, timeout_s: float = 120,
+                   check_limit_s: float | None = None) -> list[dict]:
+    """Execute the notebook and return one result dict per exercise of its chapter.
+
+    `timeout_s` bounds each cell (a longer one is interrupted and the run goes on);
+    `check_limit_s` overrides each check's own time limit (default: the exercise's).
+    """
+    timeout_s = number("timeout_s", timeout_s, 0, lo_open=True, unit=" s")
+    if check_limit_s is not None:
+        check_limit_s = number("check_limit_s", check_limit_s, 0, lo_open=True, unit=" s")
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no notebook at {path}")
@@ -40,8 +52,9 @@ def grade_notebook(path: str | pathlib.Path, *, timeout_s: int = 120) -> list[di
     if not exercises_for(chapter):
         return []
     with testbook(str(path), execute=True, timeout=timeout_s, allow_errors=True,
+                  interrupt_on_timeout=True,
                   resources={"metadata": {"path": str(path.parent.resolve())}}) as tb:
-        tb.inject(GRADE_CODE.format(chapter=chapter), pop=True)
+        tb.inject(GRADE_CODE.format(chapter=chapter, limit=check_limit_s), pop=True)
         return tb.value("_labkit_grades")
 
 
@@ -60,10 +73,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.checks.grade", description=__doc__.split("\n")[0])
     parser.add_argument("notebook")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--timeout-s", type=int, default=120, help="per-cell timeout (seconds)")
+    parser.add_argument("--timeout-s", type=float, default=120,
+                        help="per-cell timeout (seconds); a longer cell is interrupted")
+    parser.add_argument("--check-limit-s", type=float, default=None,
+                        help="time limit of each check (seconds; default: the exercise's own)")
     args = parser.parse_args(argv)
     try:
-        results = grade_notebook(args.notebook, timeout_s=args.timeout_s)
+        results = grade_notebook(args.notebook, timeout_s=args.timeout_s,
+                                 check_limit_s=args.check_limit_s)
     except (FileNotFoundError, ValueError) as err:
         print(f"grade: {err}", file=sys.stderr)
         return 2

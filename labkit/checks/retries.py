@@ -1,24 +1,16 @@
 """Chapter 5 exercises (notebooks/05_retries.ipynb): full-jitter backoff, the half-open
-decision of a circuit breaker, and a retry policy that meets an SLO.
+decision of a circuit breaker, and (in `labkit.checks.payments`) a retry policy that meets an
+SLO. Times are seconds as floats.
 
-`payment_slo(payment_policy)` runs exercise 3's simulation and returns its numbers, so a
-learner can try policies before checking one. Times are seconds as floats.
+Numbering, as everywhere in labkit (`labkit.patterns.backoff`): `attempt` is the number of the
+retry about to be made, so the first retry is attempt=1 and waits up to min(cap, 2 * base).
 """
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 
-from labkit._core import seeding
-
-from labkit import sim
-from labkit.patterns.backoff import Constant, FullJitter, NoBackoff
-from labkit.patterns.budget import RetryBudget
-from labkit.patterns.errors import ServiceError
-from labkit.obs.metrics import percentile
-from labkit.patterns.retry import Retry
-from . import Wrong, exercise, plain
+from . import Wrong, exercise, plain, run_rng, shown
 
 
 def _plain(got, name: str):
@@ -26,15 +18,12 @@ def _plain(got, name: str):
     return plain(got, f"`{name}` does no I/O: make it a normal `def`, not `async def`.")
 
 
-_BUILDS_ONLY = "`payment_policy` only builds a policy: make it a normal `def`."
-
-
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: full jitter
 
 
 def full_jitter(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Seconds to wait before retry number `attempt` (0 for the first retry): a uniform draw
+    """Seconds to wait before retry number `attempt` (1 for the first retry): a uniform draw
     between 0 and min(cap_s, base_s * 2**attempt), taken from `rng`."""
     return rng.uniform(0.0, min(cap_s, base_s * 2 ** attempt))
 
@@ -51,12 +40,17 @@ def _draws(impl, attempt, base, cap, seed, n):
     return out
 
 
+_CEILING_HINT = ("attempt=1 is the first retry: its ceiling is min(cap_s, 2 * base_s). The whole "
+                 "formula is `rng.uniform(0, min(cap_s, base_s * 2 ** attempt))`.")
+
+
 @exercise("05.full_jitter", reference=full_jitter, title="Exercise 1 · full_jitter",
           hint="The whole formula is `rng.uniform(0, min(cap_s, base_s * 2 ** attempt))`: the "
-               "ceiling grows exponentially up to the cap, and the wait is anywhere below it.")
-async def check_full_jitter(impl) -> None:
+               "ceiling grows exponentially up to the cap, and the wait is anywhere below it.",
+          timeout_s=15.0)
+def check_full_jitter(impl) -> None:
     n = 2000
-    cases = [(3, 0.1, 10.0), (0, 0.1, 10.0), (1, 0.05, 10.0), (6, 0.01, 10.0), (10, 0.1, 2.0)]
+    cases = [(3, 0.1, 10.0), (1, 0.1, 10.0), (2, 0.05, 10.0), (6, 0.01, 10.0), (10, 0.1, 2.0)]
     for attempt, base, cap in cases:
         ceiling = min(cap, base * 2 ** attempt)
         expo = base * 2 ** attempt
@@ -80,8 +74,7 @@ async def check_full_jitter(impl) -> None:
             capped = " (the cap)" if ceiling == cap else ""
             raise Wrong(f"{call} returned {hi:.4g} s, above the ceiling min(cap_s, base_s * "
                         f"2**attempt) = {ceiling:.4g} s{capped}.",
-                        "attempt=0 is the first retry: its ceiling is base_s. Apply the cap to "
-                        "the ceiling before drawing.")
+                        _CEILING_HINT + " Apply the cap to the ceiling before drawing.")
         at_cap = sum(1 for d in ds if abs(d - cap) < 1e-12) / n
         if at_cap > 0.2:
             raise Wrong(f"{call}: {at_cap:.0%} of your waits are exactly cap_s = {cap} s. You "
@@ -92,6 +85,11 @@ async def check_full_jitter(impl) -> None:
                         f"ceiling {ceiling:.4g} s: that is 'equal jitter' (half fixed, half "
                         "random). Full jitter draws from the whole interval 0..ceiling.",
                         "`rng.uniform(0, ceiling)`.")
+        if expo <= cap and 0.45 * ceiling <= hi <= 0.5 * ceiling * (1 + 1e-9):
+            raise Wrong(f"{call} never waited more than {hi:.4g} s, half the ceiling "
+                        f"base_s * 2**attempt = {ceiling:.4g} s: your first retry is attempt=0. In "
+                        "labkit the first retry is attempt=1 (the number of failed calls so far), "
+                        "so its waits go up to 2 * base_s.", _CEILING_HINT)
         quarters = [sum(1 for d in ds if q * ceiling / 4 <= d < (q + 1) * ceiling / 4) / n
                     for q in range(4)]
         if lo > 0.05 * ceiling or hi < 0.95 * ceiling or abs(mean - ceiling / 2) > 0.05 * ceiling \
@@ -130,292 +128,117 @@ def half_open_decision(admitted: int, results: list, permitted: int, threshold_p
     return "admit" if admitted < permitted else "reject"
 
 
-def _half_open_cases():
-    """(admitted, results, permitted, threshold, acceptable answers, what is being tested)."""
+def acceptable(admitted: int, results: list, permitted: int, threshold_pct: float) -> set:
+    """The right answers to one half-open situation.
+
+    labkit's CircuitBreaker, like resilience4j (with minimum_number_of_calls >= permitted),
+    decides once every trial has finished: that is the reference. Deciding earlier is the
+    same breaker only when the outstanding trials can no longer change the verdict, so such
+    an early "open" or "closed" is accepted, in both directions alike; while they still could,
+    an early verdict is wrong, in both directions alike.
+    """
+    done, failed = len(results), results.count(False)
+    if done >= permitted:
+        return {"open" if failed * 100 >= threshold_pct * done else "closed"}
+    ok = {"admit" if admitted < permitted else "reject"}
+    if failed * 100 >= threshold_pct * permitted:                      # even if the rest succeed
+        ok.add("open")
+    if (failed + permitted - done) * 100 < threshold_pct * permitted:  # even if the rest fail
+        ok.add("closed")
+    return ok
+
+
+def _half_open_cases(rng):
+    """Situations (admitted, results, permitted, threshold_pct): a fixed table (with the exact
+    boundary), then random ones drawn per run, away from any boundary."""
     T, F = True, False
-    return [
-        (0, [], 3, 50.0, {"admit"}, "first"),
-        (1, [], 3, 50.0, {"admit"}, "more"),
-        (2, [T], 3, 50.0, {"admit"}, "more"),
-        (3, [], 3, 50.0, {"reject"}, "limit"),
-        (3, [T], 3, 50.0, {"reject"}, "early_close"),
-        (3, [T, T], 3, 50.0, {"reject"}, "early_close"),
-        (3, [T, T, T], 3, 50.0, {"closed"}, "close"),
-        (3, [T, F, F], 3, 50.0, {"open"}, "reopen"),
-        (3, [F, F, F], 3, 50.0, {"open"}, "reopen"),
-        (3, [F, F], 3, 50.0, {"reject", "open"}, "early_open_ok"),
-        (4, [T, T, F, F], 4, 50.0, {"open"}, "boundary"),
-        (4, [T, T, T, F], 4, 50.0, {"closed"}, "close"),
-        (3, [F, T, T], 3, 30.0, {"open"}, "percent"),
-        (3, [T, T, F], 3, 40.0, {"closed"}, "close"),
-        (0, [], 1, 50.0, {"admit"}, "first"),
-        (1, [], 1, 50.0, {"reject"}, "limit"),
-        (1, [T], 1, 50.0, {"closed"}, "close"),
-        (1, [F], 1, 50.0, {"open"}, "reopen"),
-        (9, [T] * 5, 10, 50.0, {"admit"}, "more"),
-        (10, [T] * 9, 10, 50.0, {"reject"}, "early_close"),
-        (10, [T] * 6 + [F] * 4, 10, 50.0, {"closed"}, "close"),
-        (10, [F] * 5 + [T] * 5, 10, 50.0, {"open"}, "boundary"),
-    ]
+    fixed = [(0, [], 3, 50.0), (1, [], 3, 50.0), (2, [T], 3, 50.0), (2, [F], 3, 50.0),
+             (3, [], 3, 50.0), (3, [T], 3, 50.0), (3, [F], 3, 50.0), (3, [T, T], 3, 50.0),
+             (3, [F, F], 3, 50.0), (3, [T, T, T], 3, 50.0), (3, [T, F, F], 3, 50.0),
+             (3, [F, F, F], 3, 50.0), (4, [T, T, F, F], 4, 50.0), (4, [T, T, T, F], 4, 50.0),
+             (3, [F, T, T], 3, 30.0), (3, [T, T, F], 3, 40.0), (0, [], 1, 50.0), (1, [], 1, 50.0),
+             (1, [T], 1, 50.0), (1, [F], 1, 50.0), (9, [T] * 5, 10, 50.0), (10, [T] * 9, 10, 50.0),
+             (10, [T] * 6 + [F] * 4, 10, 50.0), (10, [F] * 5 + [T] * 5, 10, 50.0)]
+    drawn = []
+    while len(drawn) < 12:
+        permitted = rng.randint(2, 10)
+        done = rng.randint(0, permitted)
+        results = [rng.random() > 0.4 for _ in range(done)]
+        failed, threshold = results.count(False), rng.choice([20.0, 25.0, 40.0, 50.0, 60.0, 75.0])
+        if threshold * permitted in (failed * 100, (failed + permitted - done) * 100) or \
+                (done and failed * 100 == threshold * done):
+            continue
+        drawn.append((rng.randint(done, permitted), results, permitted, threshold))
+    return fixed + drawn
 
 
 @exercise("05.half_open_decision", reference=half_open_decision,
           title="Exercise 2 · half_open_decision",
           hint="First: have all `permitted` trials finished (len(results) >= permitted)? Then "
                "compare 100 * failures / len(results) with threshold_pct (>= opens). Otherwise "
-               "admit only while admitted < permitted.")
-async def check_half_open_decision(impl) -> None:
-    for admitted, results, permitted, threshold, ok, what in _half_open_cases():
+               "admit only while admitted < permitted.", timeout_s=10.0)
+def check_half_open_decision(impl) -> None:
+    for admitted, results, permitted, threshold in _half_open_cases(run_rng("05.half_open_decision")):
         got = _plain(impl(admitted, list(results), permitted, threshold), "half_open_decision")
+        ok = acceptable(admitted, results, permitted, threshold)
         if got in ok:
             continue
-        fails = results.count(False)
         call = (f"half_open_decision(admitted={admitted}, results={results}, "
                 f"permitted={permitted}, threshold_pct={threshold:g})")
-        if got not in ("admit", "reject", "open", "closed"):
-            raise Wrong(f"{call} returned {got!r}; return one of 'admit', 'reject', 'open', 'closed'.")
-        if got in ("open", "closed") and len(results) < permitted:
-            raise Wrong(f"{call} returned {got!r}: only {len(results)} of {permitted} trials have "
-                        "finished. Deciding on the first results uses too little evidence: the "
-                        "outstanding trials may fail (closing on the first success is the classic "
-                        "bug).",
-                        "Decide only when len(results) >= permitted; until then 'admit' while "
-                        "admitted < permitted, else 'reject'.")
-        if what == "first":
-            raise Wrong(f"{call} returned {got!r}: a half-open breaker that lets no trial call "
-                        "through can never find out that the service is back.",
-                        "While admitted < permitted, answer 'admit'.")
-        if what == "more":
-            raise Wrong(f"{call} returned {got!r}: only {admitted} of {permitted} trial permits "
-                        "are used, so this call may go through as a trial.")
-        if what == "limit":
-            raise Wrong(f"{call} returned {got!r}: all {permitted} trial permits are in use and "
-                        f"you let call number {admitted + 1} through. A half-open breaker admits "
-                        "only `permitted` trials; letting everyone through sends the full load to a "
-                        "service that may still be down (the source tutorial's HALF_OPEN did that).",
-                        "Answer 'reject' when admitted >= permitted and results are still missing.")
-        if what == "early_close":
-            raise Wrong(f"{call} returned {got!r}: only {len(results)} of {permitted} trials have "
-                        f"finished ({admitted - len(results)} still in flight). Closing on the first "
-                        "success decides on too little evidence: the outstanding trials may fail.",
-                        "Decide only when len(results) >= permitted; until then 'reject'.")
-        if what in ("reopen", "boundary", "percent"):
-            rate = 100 * fails / len(results)
-            extra = f" (threshold_pct is a percent: {threshold:g} means {threshold:g} %.)"
-            if what == "boundary":
-                extra = " At exactly the threshold the breaker opens (>=, as resilience4j does)."
-            if what == "percent":
-                extra = (f" threshold_pct={threshold:g} means {threshold:g} %: compare "
-                         "100 * failures / len(results), not a fraction, with it.")
-            raise Wrong(f"{call} returned {got!r}: {fails} of {len(results)} trials failed "
-                        f"({rate:.0f} % >= {threshold:g} %), so the service is still unhealthy and "
-                        f"the breaker must open again.{extra}",
-                        "`return 'open' if 100 * results.count(False) / len(results) >= "
-                        "threshold_pct else 'closed'` once all trials are in.")
-        if what == "close":
-            rate = 100 * fails / len(results)
-            raise Wrong(f"{call} returned {got!r}: all {permitted} trials finished and only "
-                        f"{rate:.0f} % failed (below {threshold:g} %): close the breaker. "
-                        "Otherwise it never returns to normal.")
-        raise Wrong(f"{call} returned {got!r}, expected {' or '.join(sorted(ok))}.")
+        raise Wrong(f"{call} returned {got!r}: " + _half_open_why(got, admitted, results,
+                                                                  permitted, threshold),
+                    _HALF_OPEN_HINT)
 
 
-# ---------------------------------------------------------------------------------------------
-# Exercise 3: a retry policy that meets an SLO (virtual time)
-
-#: The fault and the SLO of exercise 3 (seconds, shares 0..1).
-PAYMENTS = {
-    "rate_per_s": 20.0,           # payments per second (Poisson)
-    "normal_s": 100.0,            # a normal day...
-    "burst_s": 0.020,             # ...where the service sheds load in 20-ms bursts
-    "shed_share": 0.20,           # 20 % of the bursts answer 503 to every call
-    "slow_share": 0.02,           # 2 % of the calls it serves take...
-    "slow_s": 3.0,                # ...3 s (and are done: the payment happens)
-    "latency_s": 0.020,           # other calls take 20 ms
-    "error_latency_s": 0.002,     # a 503 comes back in 2 ms
-    "outage_start_s": 105.0,      # then an outage: every call 503, for
-    "outage_s": 10.0,
-    "budget": {"max_tokens": 50, "token_ratio": 0.5},   # the shared budget handed to the policy
-    "slo": {"success": 0.99, "p99_s": 1.0, "calls": 1.4, "outage_calls": 1.5},
-}
+_HALF_OPEN_HINT = ("Decide only when len(results) >= permitted: 'open' if 100 * failures / "
+                   "len(results) >= threshold_pct, else 'closed'. Until then 'admit' while "
+                   "admitted < permitted, else 'reject'.")
 
 
-def payment_policy(idempotency_key: str, budget: RetryBudget) -> Retry:
-    """The retry policy for one POST /payments: retried only with its idempotency key, 4
-    attempts of at most 0.25 s each, full-jitter waits, behind the client's shared budget."""
-    return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=4,
-                 attempt_timeout_s=0.25, max_total_s=1.0,
-                 backoff=FullJitter(base=0.05, cap=1.0), budget=budget)
-
-
-def payment_slo(policy_for, *, seed: int = 0) -> dict:
-    """Run exercise 3's simulation with `policy_for(idempotency_key, budget) -> Retry` and
-    return its numbers: per phase ("normal", "outage") payments, success share, p99 latency
-    (s), calls per payment and payments charged twice; plus the retries the budget denied and
-    why the policy gave up. Virtual time: about 0.2 s of wall time."""
-    P = PAYMENTS
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        server = seeding.rng("05.payment_policy:server", seed)
-        arrivals = seeding.rng("05.payment_policy:arrivals", seed)
-        budget = RetryBudget(**P["budget"])
-        bursts: dict[int, bool] = {}
-        charges: dict[int, int] = {}
-        keys: set = set()
-        calls: dict[int, int] = {}
-        results = []
-        causes: dict[str, int] = {}
-        out_start, out_end = P["outage_start_s"], P["outage_start_s"] + P["outage_s"]
-
-        def shed(t):
-            k = int(t / P["burst_s"])
-            if k not in bursts:
-                bursts[k] = server.random() < P["shed_share"]
-            return bursts[k]
-
-        def done(fut, rid, key):
-            # The server did the work, whether or not the caller is still waiting.
-            if key is None or key not in keys:
-                if key is not None:
-                    keys.add(key)
-                charges[rid] = charges.get(rid, 0) + 1
-            if not fut.done():
-                fut.set_result({"payment": rid})
-
-        def unavailable(fut):
-            if not fut.done():
-                fut.set_exception(ServiceError.from_status(503, "payments: 503"))
-
-        def post_payment(rid, key):
-            calls[rid] = calls.get(rid, 0) + 1
-            fut = loop.create_future()
-            t = loop.time()
-            if out_start <= t < out_end or shed(t):
-                loop.call_later(P["error_latency_s"], unavailable, fut)
-            else:
-                slow = server.random() < P["slow_share"]
-                loop.call_later(P["slow_s"] if slow else P["latency_s"], done, fut, rid, key)
-            return fut
-
-        async def payment(rid, phase):
-            policy = plain(policy_for(f"payment-{rid}", budget), _BUILDS_ONLY)
-            if not isinstance(policy, Retry):
-                raise Wrong(f"`payment_policy` returned {type(policy).__name__}; return a "
-                            "labkit.patterns.retry.Retry(...).")
-            policy.rng = seeding.rng(f"05.payment_policy:retry:{rid}", seed)  # its own stream
-            first = len(policy.events)
-            t0 = loop.time()
-            try:
-                await policy.call(post_payment, rid, policy.idempotency_key)
-                ok = True
-            except (ServiceError, TimeoutError):
-                ok = False
-            for e in policy.events[first:]:
-                if e.outcome == "give_up":
-                    causes[e.cause] = causes.get(e.cause, 0) + 1
-            results.append((rid, phase, ok, loop.time() - t0))
-
-        tasks, rid = [], 0
-        for phase, start, length in (("normal", 0.0, P["normal_s"]), ("outage", out_start, P["outage_s"])):
-            t = start
-            while True:
-                t += arrivals.expovariate(P["rate_per_s"])
-                if t >= start + length:
-                    break
-                await asyncio.sleep(t - loop.time())
-                rid += 1
-                tasks.append(asyncio.ensure_future(payment(rid, phase)))
-        await asyncio.gather(*tasks)
-        out = {}
-        for phase in ("normal", "outage"):
-            rows = [r for r in results if r[1] == phase]
-            n = len(rows)
-            out[phase] = {"payments": n, "success": sum(r[2] for r in rows) / n,
-                          "p99_s": percentile([r[3] for r in rows], 99),
-                          "calls_per_payment": sum(calls.get(r[0], 0) for r in rows) / n,
-                          "charged_twice": sum(1 for r in rows if charges.get(r[0], 0) > 1)}
-        out["budget_denied"] = budget.denied
-        out["give_up_causes"] = causes
-        return out
-
-    return sim.run(main, seed=seed)
-
-
-def _slo_line(m: dict) -> str:
-    s, n, o = PAYMENTS["slo"], m["normal"], m["outage"]
-    return (f"normal day: {n['success']:.1%} succeeded (SLO >= {s['success']:.0%}), p99 "
-            f"{n['p99_s']:.2f} s (<= {s['p99_s']:g} s), {n['calls_per_payment']:.2f} calls per "
-            f"payment (<= {s['calls']:g}), {n['charged_twice']} charged twice (SLO 0); outage: "
-            f"{o['calls_per_payment']:.2f} calls per payment (<= {s['outage_calls']:g}).")
-
-
-def _first_wait_s(policy: Retry) -> float:
-    """Mean of the first backoff wait (what an immediate retry looks like)."""
-    b = policy.backoff
-    if isinstance(b, NoBackoff):
-        return 0.0
-    r = random.Random(0)
-    return sum(b.delay(1, r, None) for _ in range(200)) / 200
-
-
-@exercise("05.payment_policy", reference=payment_policy, title="Exercise 3 · payment_policy",
-          hint="Retry(method='POST', idempotency_key=idempotency_key, max_attempts=4, "
-               "attempt_timeout_s=0.25, backoff=FullJitter(base=0.05, cap=1.0), budget=budget)")
-async def check_payment_policy(impl) -> None:
-    probe = plain(impl("probe", RetryBudget(**PAYMENTS["budget"])), _BUILDS_ONLY)
-    if not isinstance(probe, Retry):
-        raise Wrong(f"`payment_policy` returned {probe!r}; return a labkit.patterns.retry.Retry(...) for "
-                    "one payment.", "`return Retry(method='POST', idempotency_key=idempotency_key, ...)`")
-    m = await asyncio.to_thread(payment_slo, impl)
-    slo, normal, outage = PAYMENTS["slo"], m["normal"], m["outage"]
-    report = _slo_line(m)
-    if normal["charged_twice"]:
-        raise Wrong(f"{normal['charged_twice']} customers were charged twice. A POST that timed "
-                    "out may still have been done (the slow calls were), and your policy sent it "
-                    f"again without its idempotency key. {report}",
-                    "Pass `idempotency_key=idempotency_key` to Retry (it is sent with every "
-                    "attempt, so the service does the payment once); never mark a POST "
-                    "idempotent=True without one.")
-    if normal["success"] < slo["success"]:
-        not_safe = sum(v for k, v in m["give_up_causes"].items() if "not idempotent" in k)
-        if not_safe:
-            msg = ("your policy never retried: Retry refuses to repeat a POST that has no "
-                   "idempotency key (rightly: it might charge twice).")
-            hint = "Give it the key: `Retry(method='POST', idempotency_key=idempotency_key, ...)`."
-        elif probe.max_attempts == 1:
-            msg = "max_attempts=1 means no retries, and one call in five fails."
-            hint = "How many attempts make 0.22 ** n < 1 %?"
-        elif _first_wait_s(probe) < 0.01 or isinstance(probe.backoff, Constant) and probe.backoff.base < 0.02:
-            msg = ("your retries go out within a few milliseconds, inside the same 20-ms burst "
-                   "of 503s, and fail again.")
-            hint = "Back off with jitter, e.g. FullJitter(base=0.05, cap=1.0): waits of up to 100, 200, 400 ms."
-        elif m["budget_denied"] and normal["calls_per_payment"] < 1.2:
-            msg = (f"your retry budget denied {m['budget_denied']} retries on a normal day: a "
-                   "budget sized for rare errors throttles a service that fails 20 % of the time.")
-            hint = "Use the `budget` you are given (sized for this service), not one of your own."
+def _half_open_why(got, admitted, results, permitted, threshold) -> str:
+    """Why `got` is wrong here, in the learner's terms (true for this situation)."""
+    done, failed = len(results), results.count(False)
+    out = permitted - done
+    if got not in ("admit", "reject", "open", "closed"):
+        return "return one of 'admit', 'reject', 'open', 'closed'."
+    if done < permitted and got == "closed":
+        worst = failed + out
+        return (f"only {done} of {permitted} trials have finished, and the {out} outstanding "
+                f"could still fail: then {worst} of {permitted} would have failed "
+                f"({shown(worst / permitted, threshold / 100, percent=True)} >= {threshold:g} %) "
+                "and the breaker would have to open. Wait for the trials (closing on the first "
+                "success is the classic bug).")
+    if done < permitted and got == "open":
+        return (f"only {done} of {permitted} trials have finished, and the {out} outstanding "
+                f"could still succeed: then only {failed} of {permitted} would have failed "
+                f"({shown(failed / permitted, threshold / 100, percent=True)} < {threshold:g} %) "
+                "and the breaker would close. Wait for the trials.")
+    if done < permitted and got == "admit":
+        return (f"all {permitted} trial permits are in use and you let call number "
+                f"{admitted + 1} through. A half-open breaker admits only `permitted` trials; "
+                "letting everyone through sends the full load to a service that may still be "
+                "down (the source tutorial's HALF_OPEN did that).")
+    if done < permitted:           # "reject" while permits are free
+        if admitted == 0:
+            return ("a half-open breaker that lets no trial call through can never find out "
+                    "that the service is back. While admitted < permitted, answer 'admit'.")
+        return (f"only {admitted} of {permitted} trial permits are used, so this call may go "
+                "through as a trial.")
+    rate = shown(failed / done, threshold / 100, percent=True)
+    if got in ("admit", "reject"):
+        return (f"all {permitted} trials have finished ({failed} failed, {rate}): the breaker "
+                "must decide now, 'open' or 'closed'.")
+    if got == "closed":
+        if failed * 100 == threshold * done:
+            extra = " At exactly the threshold the breaker opens (>=, as resilience4j does)."
         else:
-            msg = ("not enough attempts get through: one call fails about 22 % of the time "
-                   "(20 % bursts of 503 plus 2 % slow calls cut by your timeout).")
-            hint = ("All n attempts fail about 0.22 ** n of the time: choose n (max_attempts) "
-                    "so that this is below 1 %, and let max_total_s allow them.")
-        raise Wrong(f"{msg} {report}", hint)
-    if normal["p99_s"] > slo["p99_s"]:
-        if probe.attempt_timeout_s is None:
-            msg = ("2 % of calls take 3 s and your attempts wait for them: a slow call should be "
-                   "cut off and retried.")
-            hint = "Set attempt_timeout_s (e.g. 0.25 s; a healthy call takes 20 ms)."
-        else:
-            msg = "your attempts and waits add up to more than the 1-s latency budget."
-            hint = "Shorten attempt_timeout_s, the backoff cap, or max_total_s."
-        raise Wrong(f"p99 latency {normal['p99_s']:.2f} s is over {slo['p99_s']:g} s: {msg} {report}", hint)
-    if normal["calls_per_payment"] > slo["calls"]:
-        raise Wrong(f"you send {normal['calls_per_payment']:.2f} calls per payment on a normal "
-                    f"day (SLO <= {slo['calls']:g}): retries are load too. {report}",
-                    "Fewer attempts, or wait long enough that a retry lands after the burst.")
-    if outage["calls_per_payment"] > slo["outage_calls"]:
-        raise Wrong(f"during the outage you sent {outage['calls_per_payment']:.2f} calls per "
-                    "payment to a service that is down: retries multiply the load exactly when it "
-                    f"can least take it. {report}",
-                    "Pass the shared `budget` to Retry (budget=budget): once most calls fail it "
-                    "stops retrying, for every payment at once.")
+            extra = (f" (threshold_pct is a percent: {threshold:g} means {threshold:g} %; compare "
+                     "100 * failures / len(results), not a fraction, with it.)")
+        return (f"{failed} of {done} trials failed ({rate} >= {threshold:g} %), so the service "
+                f"is still unhealthy and the breaker must open again.{extra}")
+    return (f"all {permitted} trials finished and only {rate} failed (below {threshold:g} %): "
+            "close the breaker. Otherwise it never returns to normal.")
+
+
+# Exercise 3 lives in its own module; importing it here registers it after the two above.
+from .payments import PAYMENTS, payment_policy, payment_slo, slo_report  # noqa: E402,F401
