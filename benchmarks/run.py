@@ -28,6 +28,11 @@ def main() -> None:
         import bench_sim
         print("\n[3] virtual-time simulator vs SimPy (bench_sim.py)")
         bench_sim.main(["--quick"] if quick else [])
+    import asyncio
+
+    import bench_broker
+    print("\n[4] embedded broker vs RabbitMQ through aio-pika (bench_broker.py)")
+    asyncio.run(bench_broker.main(1000 if quick else 5000, 100 if quick else 300, 3))
 
 
 if __name__ == "__main__":

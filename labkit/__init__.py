@@ -15,6 +15,7 @@ The package is grouped by what each part is (top uses bottom, never the reverse)
     checks/    exercise checks and `make grade`
     ui/        fault panel, live view, charts: the only place for ipywidgets and matplotlib
     services/  real HTTP services on 127.0.0.1, their fault model, clients, deadline chain
+    messaging/ an embedded broker with RabbitMQ's semantics, and the same API on real RabbitMQ
     sim/       the virtual-time event loop and queueing models
     patterns/  pure resilience logic: errors, backoff, retry, budget, breaker, bulkhead, deadline
     obs/       measurement: latency recorder and percentiles
@@ -47,7 +48,7 @@ _LAZY = {
     "panel": "labkit.ui.panel",
     "watch": "labkit.ui.liveview",
 }
-_SUBPACKAGES = {"checks", "course", "labs", "obs", "patterns", "services", "sim", "ui"}
+_SUBPACKAGES = {"checks", "course", "labs", "messaging", "obs", "patterns", "services", "sim", "ui"}
 
 __all__ = sorted([*_LAZY, "VersionMismatch", "__version__", "require"])
 
