@@ -1,10 +1,12 @@
 """The repository keeps its promises: clean notebooks, one dependency list, honest README."""
+import pathlib
 import re
 import subprocess
 import sys
 import tomllib
 
 import nbformat
+import pytest
 import yaml
 
 import labkit
@@ -72,3 +74,18 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_command():
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         assert path.name in readme, f"README chapter list misses {path.name}"
     assert re.search(r"^make test$", (ROOT / ".ci/run").read_text(), re.M)
+
+
+def test_under_load_runner_returns_the_command_exit_code_and_stops_its_burners():
+    """`make test-under-load` must end by itself and report the suite's own result."""
+    script = str(ROOT / "scripts/under_load.py")
+    done = subprocess.run([sys.executable, script, "--burners", "1", "--max-s", "120", "--",
+                           sys.executable, "-c", "raise SystemExit(3)"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    pid = int(re.search(r"pids \[(\d+)\]", done.stdout).group(1))
+    assert not pathlib.Path(f"/proc/{pid}").exists() or \
+        "zombie" in pathlib.Path(f"/proc/{pid}/status").read_text().lower(), "burner still running"
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run([sys.executable, script, "--burners", "1"], check=True,
+                       capture_output=True, timeout=60)
