@@ -42,6 +42,7 @@ _LAZY = {
     "SPECS": "labkit.services.http",
     "Blackhole": "labkit.services.http",
     "Service": "labkit.services.http",
+    "ServicesShutDown": "labkit.services.http",
     "ServiceSpec": "labkit.services.http",
     "start_service": "labkit.services.http",
     "show": "labkit.course.source",

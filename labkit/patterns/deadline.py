@@ -4,20 +4,27 @@ Introduced in chapter 05 (retries). A client that gives up after 1 s gains nothi
 services behind it keep working for 10 s. A `Deadline` is an absolute time on the event-loop
 clock; each hop sends what is left in the `X-Deadline-Remaining-Ms` header (a relative amount,
 so hosts need not share a clock), and a callee refuses or abandons work whose deadline has
-passed. Times are seconds as floats inside labkit; the header carries whole milliseconds.
-Works unchanged under the virtual clock of `labkit.sim`.
+passed. Times are seconds as floats inside labkit; the header carries whole milliseconds, an
+optionally signed integer (0 or less: already expired). `decode_remaining_ms` is the one parser
+of that header: labkit's services (labkit.services.http) use it too, so a malformed value is
+refused the same way everywhere. Works unchanged under the virtual clock of `labkit.sim`.
 """
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from labkit._core import validate
 from labkit.patterns.errors import ErrorKind, ServiceError
 
 HEADER = "X-Deadline-Remaining-Ms"
+# ASCII digits only ("1e3", "nan", "1.5" are refused); 15 digits are 31 000 years, and a longer
+# number would overflow the float of seconds.
+_WHOLE_MS = re.compile(r"[+-]?[0-9]{1,15}")
 
 
 def loop_time() -> float:
@@ -37,16 +44,21 @@ class DeadlineExceeded(ServiceError):
 
 def encode_remaining_ms(remaining_s: float) -> str:
     """Header value for `remaining_s` seconds: whole milliseconds, rounded down, never < 0."""
-    if not isinstance(remaining_s, (int, float)) or math.isnan(remaining_s):
-        raise ValueError(f"remaining_s must be a number of seconds, got {remaining_s!r}")
+    remaining_s = validate.number("remaining_s", remaining_s, unit=" seconds")
     return str(max(0, math.floor(remaining_s * 1000)))
 
 
 def decode_remaining_ms(value: str) -> float:
-    """Seconds left from a header value (non-negative whole milliseconds)."""
-    text = str(value).strip()
-    if not text.isdigit():
-        raise ValueError(f"{HEADER} must be a whole number of milliseconds >= 0, got {value!r}")
+    """Seconds left from a header value: an optionally signed whole number of milliseconds.
+
+    0 or less means the deadline has already passed (a caller whose clock ran out on the way).
+    Anything else ("abc", "", "1e3", "nan", "1.5") raises ValueError naming the header: a
+    service answers that with 400 before doing any work.
+    """
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not _WHOLE_MS.fullmatch(text):
+        raise ValueError(f"{HEADER} must be a whole number of milliseconds, at most 15 digits "
+                         f"(0 or less: already expired), got {value!r}")
     return int(text) / 1000
 
 
@@ -59,8 +71,7 @@ class Deadline:
     @classmethod
     def after(cls, timeout_s: float, *, now: float | None = None) -> "Deadline":
         """The deadline `timeout_s` seconds from now."""
-        if not isinstance(timeout_s, (int, float)) or not timeout_s >= 0:
-            raise ValueError(f"timeout_s must be a number of seconds >= 0, got {timeout_s!r}")
+        timeout_s = validate.number("timeout_s", timeout_s, 0, unit=" seconds")
         return cls((loop_time() if now is None else now) + timeout_s)
 
     def remaining_s(self, now: float | None = None) -> float:
@@ -72,8 +83,7 @@ class Deadline:
 
     def shrink(self, margin_s: float) -> "Deadline":
         """An earlier deadline, leaving `margin_s` for the reply to travel back."""
-        if not margin_s >= 0:
-            raise ValueError(f"margin_s must be >= 0 seconds, got {margin_s!r}")
+        margin_s = validate.number("margin_s", margin_s, 0, unit=" seconds")
         return Deadline(self.at - margin_s)
 
     def earliest(self, other: "Deadline | None") -> "Deadline":
@@ -93,7 +103,9 @@ class Deadline:
             value = next((v for k, v in headers.items() if k.lower() == lower), None)
         t = loop_time() if now is None else now
         if value is None:
-            return None if default_s is None else cls(t + default_s)
+            if default_s is None:
+                return None
+            return cls(t + validate.number("default_s", default_s, 0, unit=" seconds"))
         return cls(t + decode_remaining_ms(value))
 
     def check(self, now: float | None = None) -> None:

@@ -10,7 +10,7 @@ some work of its own, then calls a *downstream* labkit service.
 - ``propagate=True``: the front rebuilds the deadline from the header, checks it before each
   step (no time left: answer 504 without calling anyone), and passes what is left, minus
   `margin_s` for the reply's trip back, to the downstream call, both as its own timeout and in
-  the header. A labkit service abandons work past that deadline with 504 (services.py), so
+  the header. A labkit service abandons work past that deadline with 504 (services/http.py), so
   the whole chain stops when the user stops waiting, and the user gets an answer (504)
   instead of a timeout.
 
@@ -24,15 +24,17 @@ long it worked. Times are seconds (loop clock) as floats; headers carry whole mi
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import json
 from dataclasses import asdict, dataclass
 
 import aiohttp
 from aiohttp import web
 
-from labkit._core import runtime
-from labkit.patterns.deadline import HEADER, Deadline
-from labkit.services.http import Service, ServiceSpec
+from labkit._core import runtime, validate
+from labkit.patterns.deadline import HEADER, Deadline, decode_remaining_ms
+from labkit.services.http import REQUEST_ID_HEADER, Service, ServiceSpec
 
 __all__ = ["Hop", "Chain", "relay", "relay_handler", "start_chain", "call_with_deadline", "worked_after",
            "deadline_demo"]
@@ -70,19 +72,21 @@ async def relay(chain: "Chain", header: str | None) -> tuple[int, dict]:
     or None): its own work, then the downstream call. Returns (status, body) to answer with."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    received = int(header) if header is not None and header.strip().isdigit() else None
+    # The front's fault layer already answered a malformed or expired header (400 / 504).
+    received = round(decode_remaining_ms(header) * 1000) if header is not None else None
     deadline = full = None
     if chain.propagate and received is not None:
-        full = Deadline.from_headers({HEADER: str(received)})
+        full = Deadline.after(received / 1000, now=start)
         deadline = full.shrink(chain.margin_s)   # keep time for our reply's trip back
     await asyncio.sleep(chain.work_s)                      # the front's own work (a DB query, say)
     sent, downstream, answer = None, "not called", 200
     if deadline is not None and deadline.expired():
         answer = 504                                       # no time left: do not call anyone
     else:
-        headers, timeout_s = {}, chain.fixed_timeout_s
+        headers = {REQUEST_ID_HEADER: f"{chain.front.name}-{next(chain._calls)}"}
+        timeout_s = chain.fixed_timeout_s
         if deadline is not None:
-            headers = deadline.to_headers()
+            headers.update(deadline.to_headers())
             sent = int(headers[HEADER])
             timeout_s = max(full.remaining_s(), 0.001)   # time to hear downstream's 504
         try:
@@ -110,7 +114,8 @@ class Chain:
         self.work_s, self.margin_s, self.fixed_timeout_s = work_s, margin_s, fixed_timeout_s
         self.path = path
         self.front: Service | None = None
-        self.hops: list[Hop] = []
+        self.hops: collections.deque[Hop] = collections.deque(maxlen=1000)   # the last 1000
+        self._calls = itertools.count(1)       # request ids for the downstream calls
         self._inflight: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -142,16 +147,19 @@ async def start_chain(downstream: Service, *, propagate: bool, work_s: float = 0
     `fixed_timeout_s` is the front's own timeout when it does not propagate. The front is named
     "front (propagates deadline)" or "front (no propagation)" unless `name` is given.
     """
-    for label, value in (("work_s", work_s), ("margin_s", margin_s)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
-    if isinstance(fixed_timeout_s, bool) or not isinstance(fixed_timeout_s, (int, float)) \
-            or not 0 < fixed_timeout_s <= 300:
-        raise ValueError(f"fixed_timeout_s must be a number of seconds in (0, 300], got {fixed_timeout_s!r}")
+    work_s = validate.number("work_s", work_s, 0, 300, unit=" seconds")
+    margin_s = validate.number("margin_s", margin_s, 0, 300, unit=" seconds")
+    fixed_timeout_s = validate.number("fixed_timeout_s", fixed_timeout_s, 0, 300, lo_open=True,
+                                      unit=" seconds")
+    propagate = validate.boolean("propagate", propagate)
     if not isinstance(downstream, Service) or not downstream.running:
         raise ValueError(f"downstream must be a running labkit service, got {downstream!r}")
-    chain = Chain(downstream, propagate=bool(propagate), work_s=float(work_s),
-                  margin_s=float(margin_s), fixed_timeout_s=float(fixed_timeout_s), path=path)
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"path must be a str starting with /, got {path!r}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty str or None, got {name!r}")
+    chain = Chain(downstream, propagate=propagate, work_s=work_s, margin_s=margin_s,
+                  fixed_timeout_s=fixed_timeout_s, path=path)
     name = name or ("front (propagates deadline)" if propagate else "front (no propagation)")
     running = runtime.services().get(name)
     if running is not None:
@@ -164,12 +172,11 @@ async def call_with_deadline(url: str, timeout_s: float) -> dict:
     """GET `url` sending our deadline (`timeout_s`) in X-Deadline-Remaining-Ms, and give up
     after `timeout_s`. Returns {"status": int or "timeout", "elapsed_s", "start", "gave_up_at"}
     (loop-clock seconds; gave_up_at is None when an answer came)."""
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 300:
-        raise ValueError(f"timeout_s must be a number of seconds in (0, 300], got {timeout_s!r}")
+    timeout_s = validate.number("timeout_s", timeout_s, 0, 300, lo_open=True, unit=" seconds")
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = Deadline.after(timeout_s, now=start)
-    async with aiohttp.ClientSession() as session:
+    async with runtime.session() as session:        # never re-sends behind our back
         try:
             async with session.get(url, headers=deadline.to_headers(now=start),
                                    timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:

@@ -8,17 +8,30 @@ Defined in chapter 1. Times are seconds.
   is the one it blocks). Run it with ``await asyncio.to_thread(client.get, ...)``.
 - `AsyncClient` (aiohttp): one `ClientSession` reused for every call, a `ClientTimeout`
   with connect and total limits, and the body read *inside* ``async with`` so the caller gets
-  data, not a response object whose connection is already gone.
+  data, not a response object whose connection is already gone. Its session never re-sends a
+  request behind your back (plain aiohttp does: see `count_hidden_resends`).
+
+Both send a fresh ``X-Request-Id`` on every call, ``{client_id}-{n}`` (n counts the client's
+calls; the client id is drawn from the course seed's "client" stream, so two clients never
+share ids and re-running a notebook from `labkit.set_seed` gives the same ids), so a labkit
+service decides each call's fault from the seed and that id, whatever the order calls arrive in. An ``X-Request-Id`` you
+pass yourself wins. After ``labkit.shutdown()``, calling a stopped service raises
+`ServicesShutDown` ("the services were shut down; run the start cell again").
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
+import urllib.parse
 from dataclasses import dataclass
 
 import aiohttp
 import requests
 
-from labkit._core import runtime
+from labkit._core import runtime, seeding, validate
+from labkit.services.http import REQUEST_ID_HEADER, Service, ServicesShutDown
+
+__all__ = ["AsyncClient", "Reply", "ServicesShutDown", "SyncClient", "count_hidden_resends"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +46,47 @@ class Reply:
         return 200 <= self.status < 300
 
 
-def _check_timeouts(connect_s, total_s):
-    for name, value in (("connect_timeout_s", connect_s), ("timeout_s", total_s)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 300:
-            raise ValueError(f"{name} must be a number of seconds in (0, 300], got {value!r}")
+def _check_base_url(base_url) -> tuple[str, int | None]:
+    """(base_url without a trailing slash, its port) or ValueError naming base_url."""
+    problem = None
+    try:
+        parts = urllib.parse.urlsplit(base_url) if isinstance(base_url, str) else None
+        port = parts.port if parts else None
+    except ValueError as err:                 # port out of range or not a number
+        parts, port, problem = None, None, str(err)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http:// URL such as service.url "
+                         f"(http://127.0.0.1:41234), got {base_url!r}"
+                         + (f" ({problem})" if problem else ""))
+    return base_url.rstrip("/"), port
+
+
+class _Client:
+    """What both clients share: checked arguments, default headers, request ids."""
+
+    def __init__(self, base_url: str, *, timeout_s: float, connect_timeout_s: float,
+                 headers: dict | None):
+        self.base_url, self._port = _check_base_url(base_url)
+        self.timeout_s = validate.number("timeout_s", timeout_s, 0, 300, lo_open=True,
+                                         unit=" seconds")
+        self.connect_timeout_s = validate.number("connect_timeout_s", connect_timeout_s, 0, 300,
+                                                 lo_open=True, unit=" seconds")
+        if headers is not None and not isinstance(headers, dict):
+            raise ValueError(f"headers must be a dict of header name -> value, got {headers!r}")
+        self.headers = {"Accept": "application/json", "User-Agent": "labkit-course/1.0",
+                        **(headers or {})}
+        self.client_id = f"labkit-{seeding.stream('client').getrandbits(48):012x}"
+        self._calls = itertools.count(1)
+
+    def _headers(self, kwargs: dict) -> dict:
+        """This call's headers: a fresh request id unless the caller passed one."""
+        extra = kwargs.pop("headers", None) or {}
+        if any(k.lower() == REQUEST_ID_HEADER.lower() for k in extra):
+            return dict(extra)
+        return {REQUEST_ID_HEADER: f"{self.client_id}-{next(self._calls)}", **extra}
+
+    def _stopped(self) -> bool:
+        return runtime.was_stopped(self._port)
 
 
 def _loop_thread_would_block() -> bool:
@@ -45,21 +95,20 @@ def _loop_thread_would_block() -> bool:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return False
-    return any(s.loop is loop for s in runtime.services().values())
+    return any(s.loop is loop for s in runtime.running_services())
 
 
-class SyncClient:
+class SyncClient(_Client):
     """A blocking JSON client on `requests.Session`; see the module docstring."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 1.0,
                  headers: dict | None = None):
-        _check_timeouts(connect_timeout_s, timeout_s)
-        self.base_url = base_url.rstrip("/")
-        self.timeout = (connect_timeout_s, timeout_s)   # requests: (connect, read)
+        super().__init__(base_url, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                         headers=headers)
+        self.timeout = (self.connect_timeout_s, self.timeout_s)   # requests: (connect, read)
         self.session = requests.Session()
-        self.session.headers.update({"Accept": "application/json",
-                                     "User-Agent": "labkit-course/1.0", **(headers or {})})
-        runtime.on_shutdown(self.close)
+        self.session.headers.update(self.headers)
+        self._registered = False
 
     def request(self, method: str, path: str, **kwargs) -> Reply:
         if _loop_thread_would_block():
@@ -67,8 +116,18 @@ class SyncClient:
                 "SyncClient called on the thread that runs the notebook's event loop: the "
                 "service on that loop could never answer (the call would hang the kernel). "
                 "Run it in a thread: await asyncio.to_thread(client.get, path)")
+        if not self._registered:                 # labkit.shutdown() closes the session
+            self._registered = True
+            runtime.on_shutdown(self.close)
         kwargs.setdefault("timeout", self.timeout)
-        resp = self.session.request(method, f"{self.base_url}/{path.lstrip('/')}", **kwargs)
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        headers = self._headers(kwargs)
+        try:
+            resp = self.session.request(method, url, headers=headers, **kwargs)
+        except requests.exceptions.ConnectionError:
+            if self._stopped():
+                raise ServicesShutDown(self.base_url) from None
+            raise
         data = resp.json() if resp.content and "json" in resp.headers.get("Content-Type", "") else None
         return Reply(resp.status_code, dict(resp.headers), data)
 
@@ -85,10 +144,11 @@ class SyncClient:
         return self.request("DELETE", path, **kwargs)
 
     def close(self) -> None:
+        self._registered = False
         self.session.close()
 
 
-class AsyncClient:
+class AsyncClient(_Client):
     """An aiohttp JSON client with one reused session; see the module docstring.
 
     Use it as ``async with AsyncClient(url) as client: reply = await client.get("/users/1")``,
@@ -97,11 +157,9 @@ class AsyncClient:
 
     def __init__(self, base_url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 1.0,
                  headers: dict | None = None):
-        _check_timeouts(connect_timeout_s, timeout_s)
-        self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
-        self.headers = {"Accept": "application/json", "User-Agent": "labkit-course/1.0",
-                        **(headers or {})}
+        super().__init__(base_url, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                         headers=headers)
+        self.timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=self.connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self):
@@ -114,10 +172,16 @@ class AsyncClient:
         if self._session is None or self._session.closed:
             self._session = runtime.session(timeout=self.timeout, headers=self.headers)
         url = f"{self.base_url}/{path.lstrip('/')}"
-        async with self._session.request(method, url, **kwargs) as resp:
-            # Read while the response is open: after `async with` the connection is released.
-            data = await resp.json() if resp.content_type == "application/json" else None
-            return Reply(resp.status, dict(resp.headers), data)
+        headers = self._headers(kwargs)
+        try:
+            async with self._session.request(method, url, headers=headers, **kwargs) as resp:
+                # Read while the response is open: after `async with` the connection is released.
+                data = await resp.json() if resp.content_type == "application/json" else None
+                return Reply(resp.status, dict(resp.headers), data)
+        except aiohttp.ClientConnectorError:
+            if self._stopped():
+                raise ServicesShutDown(self.base_url) from None
+            raise
 
     async def get(self, path: str, **kwargs) -> Reply:
         return await self.request("GET", path, **kwargs)
@@ -135,3 +199,50 @@ class AsyncClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
+
+async def count_hidden_resends(service, *, n: int = 200, reset_rate: float | None = 0.3,
+                               path: str = "/health") -> dict:
+    """The chapter's experiment: does a client re-send a GET behind your back?
+
+    Sends `n` GETs to `service` with `reset_rate` set (None: keep the service's own), first
+    through a plain ``aiohttp.ClientSession()``, then through `AsyncClient`, and counts what
+    each caller saw against what the server received. Plain aiohttp quietly sends a GET again
+    after a reset, so its server count is above `n` and its failure share is about
+    reset_rate squared; labkit's session does not. The service's knobs are restored after.
+    Returns {"plain aiohttp": {...}, "labkit": {...}}, each with calls, server_saw, failed and
+    failed_share.
+    """
+    if not isinstance(service, Service) or not service.running:
+        raise ValueError(f"service must be a running labkit service, got {service!r}")
+    n = validate.integer("n", n, 1, 5000)
+    if reset_rate is not None:
+        reset_rate = validate.number("reset_rate", reset_rate, 0, 1)
+    saved = service.faults.summary()
+    url = service.url + "/" + path.lstrip("/")
+    result = {}
+    try:
+        if reset_rate is not None:
+            service.faults.reset_rate = reset_rate
+
+        async def plain_get(session):
+            async with session.get(url) as resp:
+                await resp.read()
+
+        async with aiohttp.ClientSession() as plain:
+            result["plain aiohttp"] = await _count(service, n, lambda: plain_get(plain))
+        async with AsyncClient(service.url) as client:
+            result["labkit"] = await _count(service, n, lambda: client.get(path))
+    finally:
+        service.faults.set(**saved)
+    return result
+
+
+async def _count(service, n: int, call) -> dict:
+    before, failed = service.requests_seen, 0
+    for _ in range(n):
+        try:
+            await call()
+        except aiohttp.ClientConnectionError:
+            failed += 1
+    saw = service.requests_seen - before
+    return {"calls": n, "server_saw": saw, "failed": failed, "failed_share": failed / n}

@@ -24,35 +24,47 @@ reset_rate          0 .. 1                           share of connections reset 
 slow_body_ms        0 .. 60000                       body trickles out over this many ms
 ==================  ===============================  ==========================================
 
-Every request draws exactly four numbers from the service's generator, whatever the knobs
-say, so two runs with the same seed and the same requests see the same faults.
+Every decision uses exactly four uniform numbers, whatever the knobs say. A request that carries
+an ``X-Request-Id`` header (labkit's clients send a fresh one per call) takes them from a hash of
+(seed, service, request id): its fault does not depend on when it arrived, so 400 concurrent
+requests get the same faults in every run with the same seed (`decide_keyed`). A request without
+the header draws from the service's own stream in arrival order (`decide`), which repeats only
+for sequential requests. The same id always gets the same fault: give each attempt its own id.
+
+A copy of a model (``copy.deepcopy``, pickle) has the same knobs and no listeners.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+import struct
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable
+
+from labkit._core import validate
 
 LATENCY_DISTS = ("fixed", "uniform", "long_tail")
 ERROR_STATUSES = (429, 500, 502, 503, 504)
 MAX_MS = 60_000.0
 _Z99 = NormalDist().inv_cdf(0.99)
+_FOUR_U64 = struct.Struct(">4Q").unpack
+_TWO_TO_MINUS_53 = 2.0 ** -53
 
-# knob -> (kind, low, high) for numbers; kind "choice"/"bool" for the others.
+# knob -> (kind, low, high, unit) for numbers; kind "choice"/"bool" for the others.
 KNOBS: dict[str, tuple] = {
     "latency_dist": ("choice", LATENCY_DISTS),
-    "latency_ms": ("number", 0.0, MAX_MS),
-    "latency_rate": ("number", 0.0, 1.0),
-    "jitter_ms": ("number", 0.0, MAX_MS),
-    "latency_p99_ms": ("number", 0.0, MAX_MS),
-    "error_rate": ("number", 0.0, 1.0),
+    "latency_ms": ("number", 0.0, MAX_MS, " ms"),
+    "latency_rate": ("number", 0.0, 1.0, ""),
+    "jitter_ms": ("number", 0.0, MAX_MS, " ms"),
+    "latency_p99_ms": ("number", 0.0, MAX_MS, " ms"),
+    "error_rate": ("number", 0.0, 1.0, ""),
     "error_status": ("choice", ERROR_STATUSES),
-    "retry_after_s": ("number", 0.0, 3600.0),
+    "retry_after_s": ("number", 0.0, 3600.0, " s"),
     "outage": ("bool",),
-    "reset_rate": ("number", 0.0, 1.0),
-    "slow_body_ms": ("number", 0.0, MAX_MS),
+    "reset_rate": ("number", 0.0, 1.0, ""),
+    "slow_body_ms": ("number", 0.0, MAX_MS, " ms"),
 }
 DEFAULTS = {
     "latency_dist": "fixed", "latency_ms": 0.0, "latency_rate": 1.0, "jitter_ms": 0.0, "latency_p99_ms": 0.0,
@@ -77,18 +89,22 @@ def _check(knob: str, value):
         raise ValueError(f"unknown fault knob {knob!r}; knobs are: {', '.join(KNOBS)}")
     kind = spec[0]
     if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{knob} must be True or False, got {value!r}")
-        return value
+        return validate.boolean(knob, value)
     if kind == "choice":
-        if value not in spec[1] or isinstance(value, bool):
-            raise ValueError(f"{knob} must be one of {list(spec[1])}, got {value!r}")
-        return value
-    low, high = spec[1], spec[2]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or not low <= value <= high:
-        raise ValueError(f"{knob} must be a number in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
+        return validate.choice(knob, value, spec[1])     # 500.0 is stored as the int 500
+    return validate.number(knob, value, spec[1], spec[2], unit=spec[3])
+
+
+def keyed_uniforms(key: str) -> tuple[float, float, float, float]:
+    """Four numbers in [0, 1) that depend only on `key`: a stable hash (the same in every
+    process and Python version, unlike hash()), cheaper than seeding a generator per request."""
+    digest = hashlib.blake2b(key.encode(), digest_size=32).digest()
+    # 53 bits each, as random.random() does, so a value is never rounded up to 1.0
+    return tuple((x >> 11) * _TWO_TO_MINUS_53 for x in _FOUR_U64(digest))
+
+
+def _rebuild(values: dict) -> "FaultModel":
+    return FaultModel(**values)
 
 
 class FaultModel:
@@ -98,6 +114,10 @@ class FaultModel:
     >>> f.latency_ms = 200          # every later request waits 200 ms
     >>> f.set(error_rate=0.1, error_status=503)
     >>> f.reset()                   # all faults off
+
+    Which fault a request gets depends on the seed, the service and the request's
+    ``X-Request-Id`` (`decide_keyed`), not on its arrival order; requests without the header
+    draw in arrival order (`decide`). `on_change` returns an unsubscribe function.
     """
 
     def __init__(self, **knobs):
@@ -107,6 +127,8 @@ class FaultModel:
             self.set(**knobs)
 
     def __getattr__(self, knob):
+        if knob.startswith("_"):        # copy/pickle probe __setstate__ etc. before __init__ ran
+            raise AttributeError(knob)
         try:
             return self._values[knob]
         except KeyError:
@@ -127,16 +149,37 @@ class FaultModel:
         changed = {k: v for k, v in new.items() if v != self._values[k]}
         object.__setattr__(self, "_values", new)
         if changed:
-            for listener in list(self._listeners):
+            for (listener,) in list(self._listeners):
                 listener(changed)
 
     def reset(self) -> None:
         """Turn every fault off."""
         self.set(**DEFAULTS)
 
-    def on_change(self, listener: Callable[[dict], None]) -> None:
-        """Call `listener(changed_knobs)` after every change (widgets use this)."""
-        self._listeners.append(listener)
+    def on_change(self, listener: Callable[[dict], None]) -> Callable[[], None]:
+        """Call `listener(changed_knobs)` after every change (widgets use this).
+
+        Returns `unsubscribe()`: call it when the widget goes away (a re-run cell replaces its
+        panel), or every re-run leaves one more listener behind. Calling it twice is harmless.
+        """
+        if not callable(listener):
+            raise ValueError(f"listener must be callable, got {listener!r}")
+        entry = (listener,)                  # its own entry: a function may subscribe twice
+
+        def unsubscribe() -> None:
+            # by identity, so a second call never removes another subscription of the same function
+            self._listeners[:] = [e for e in self._listeners if e is not entry]
+        self._listeners.append(entry)
+        return unsubscribe
+
+    @property
+    def listener_count(self) -> int:
+        """How many listeners are subscribed (a panel re-run must not add one more)."""
+        return len(self._listeners)
+
+    def __reduce__(self):
+        # copy.copy, copy.deepcopy and pickle: the knobs only; listeners stay with the original.
+        return _rebuild, (dict(self._values),)
 
     @property
     def all_off(self) -> bool:
@@ -172,8 +215,15 @@ class FaultModel:
         return f"FaultModel({self.describe()})"
 
     def decide(self, rng: random.Random) -> Fault:
-        """Draw the fault for one request (exactly four draws from `rng`)."""
-        u_reset, u_error, u_delayed, u_latency = rng.random(), rng.random(), rng.random(), rng.random()
+        """Draw the fault for one request (exactly four draws from `rng`, in arrival order)."""
+        return self._decide(rng.random(), rng.random(), rng.random(), rng.random())
+
+    def decide_keyed(self, key: str) -> Fault:
+        """The fault for the request named by `key` (seed, service and X-Request-Id): the same
+        key always gets the same fault, whatever else arrives before it."""
+        return self._decide(*keyed_uniforms(key))
+
+    def _decide(self, u_reset: float, u_error: float, u_delayed: float, u_latency: float) -> Fault:
         v = self._values
         if v["outage"]:
             return Fault("outage", 0.0, 503, None, 0.0)

@@ -10,17 +10,30 @@ usual REST routes, declared in one line as a `ServiceSpec`:
     DELETE /{collection}/{id}     204  or 404
     GET    /health                200
 
-A POST with an ``Idempotency-Key`` header is done once: repeating it with the same key
-replays the first answer instead of creating a second resource (a different body with the
-same key gets 422). A request carrying ``X-Deadline-Remaining-Ms`` is abandoned with 504 once
-that much time has passed, instead of doing work nobody waits for.
+Every request passes the fault layer first, in this order:
+
+1. ``X-Deadline-Remaining-Ms`` (chapter 5): parsed by `labkit.patterns.deadline.
+   decode_remaining_ms`; a malformed value gets 400 naming the header and a value of 0 or less
+   gets 504, both before any work. A delay longer than the time left is cut short with 504.
+2. The fault decision (`FaultModel`): from the request's ``X-Request-Id`` when it has one
+   (labkit's clients send a fresh id per call), so concurrent requests get the same faults in
+   every run with the same seed; in arrival order otherwise.
+3. ``Idempotency-Key`` on a POST (chapter 5, the IETF draft "The Idempotency-Key HTTP Header
+   Field"): a retry with the same key and payload replays the first answer, a different
+   payload gets 422, a retry while the first is still being processed gets 409. Keys expire
+   24 h after first seen (``idempotency_ttl_s``) and at most ``idempotency_max_keys`` (10 000)
+   are kept, oldest evicted first (see labkit.services.idempotency).
+4. The injected delay (the time the work takes), reset, error or slow body.
 
 A spec can add routes of its own, e.g. an endpoint that calls another service:
 ``ServiceSpec("checkout", routes=(("POST", "/checkout", handler),))`` where
 ``async def handler(service, request) -> web.Response``; they sit behind the same fault layer.
 
 Start one inside the notebook's running loop: ``users = await start_service("users")``.
-Starting a name that is already running returns the running service.
+Starting a name that is already running returns the running service. Each service listens
+with a backlog of 4096 connections (`DEFAULT_BACKLOG`; aiohttp's default of 128 turns a burst
+of 1000 new connections into SYN retransmits that look like seconds of service latency); the
+kernel caps it at net.core.somaxconn (`somaxconn()`).
 """
 from __future__ import annotations
 
@@ -28,18 +41,18 @@ import asyncio
 import collections
 import functools
 import json
-import socket
-import struct
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from labkit._core import runtime
-
-from labkit._core import seeding
+from labkit._core import runtime, seeding, validate
+from labkit.patterns.deadline import HEADER as DEADLINE_HEADER, decode_remaining_ms
+from labkit.services import idempotency, toxics
 from labkit.services.faults import FaultModel
+from labkit.services.toxics import Blackhole  # noqa: F401  (labkit.Blackhole)
 
-DEADLINE_HEADER = "X-Deadline-Remaining-Ms"
+REQUEST_ID_HEADER = "X-Request-Id"
+DEFAULT_BACKLOG = 4096
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,12 @@ class ServiceSpec:
     collection: str = ""                             # URL segment; defaults to the name
     unique: tuple = ()
     routes: tuple = ()          # extra (method, path, handler); handler(service, request)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty str, got {self.name!r}")
+        if not isinstance(self.fields, dict):
+            raise ValueError(f"fields must be a dict of field name -> type, got {self.fields!r}")
 
     @property
     def path(self) -> str:
@@ -71,13 +90,31 @@ class Served:
     t: float            # loop time when it arrived, seconds
     method: str
     path: str
-    status: int         # 0 for a reset connection
-    fault: str          # "pass", "error", "outage", "reset", "deadline"
+    status: int         # 0 for a reset connection (or a client that hung up)
+    fault: str          # "pass", "error", "outage", "reset", "deadline", "invalid" (400)
     duration_s: float
+    request_id: str | None = None     # the X-Request-Id it carried
 
 
 def _json(status: int, body) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+def somaxconn() -> int | None:
+    """The kernel's cap on any listen backlog (Linux net.core.somaxconn), or None if unknown."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class ServicesShutDown(RuntimeError):
+    """A service that `labkit.shutdown()` (or `stop()`) stopped was used."""
+
+    def __init__(self, where: str):
+        super().__init__(f"{where}: the services were shut down; run the start cell again "
+                         f"(the one with `await labkit.start_service(...)`)")
 
 
 def _error(status: int, message: str, headers=None) -> web.Response:
@@ -88,20 +125,53 @@ def _error(status: int, message: str, headers=None) -> web.Response:
 
 
 class Service:
-    """A running (or stopped) simulated service; see the module docstring."""
+    """A running (or stopped) simulated service; see the module docstring.
 
-    def __init__(self, spec: ServiceSpec, *, seed: int | None = None, log_size: int = 10_000):
+    `seed` (default: the course seed when created) drives its faults. `backlog` is the listen
+    backlog: connections the kernel queues before the server accepts them (default 4096; the
+    kernel caps it at net.core.somaxconn, see `effective_backlog`). `idempotency_ttl_s` and
+    `idempotency_max_keys` set the idempotency-key expiry and limit. `log` keeps the last
+    `log_size` requests; `counts` and `requests_seen` count all of them.
+    """
+
+    def __init__(self, spec: ServiceSpec, *, seed: int | None = None, log_size: int = 10_000,
+                 backlog: int = DEFAULT_BACKLOG,
+                 idempotency_ttl_s: float = idempotency.DEFAULT_TTL_S,
+                 idempotency_max_keys: int = idempotency.DEFAULT_MAX_KEYS):
+        if not isinstance(spec, ServiceSpec):
+            raise ValueError(f"spec must be a ServiceSpec, got {spec!r}")
         self.spec = spec
         self.name = spec.name
+        self.seed = seeding.course_seed() if seed is None else validate.integer("seed", seed)
+        self.backlog = validate.integer("backlog", backlog, 1, 65535)
         self.faults = FaultModel()
-        self.rng = seeding.rng(f"service:{spec.name}", seed)
-        self.log: collections.deque[Served] = collections.deque(maxlen=log_size)
+        self.rng = seeding.rng(f"service:{spec.name}", self.seed)
+        self._key_prefix = f"labkit:{self.seed}:service:{spec.name}:request:"
+        self.log: collections.deque[Served] = collections.deque(
+            maxlen=validate.integer("log_size", log_size, 1))
+        self.counts: collections.Counter = collections.Counter()      # outcome -> requests
+        self.status_counts: collections.Counter = collections.Counter()
         self.items: dict[int, dict] = {}
         self._next_id = 1
-        self._idempotent: dict[str, tuple[str, int, dict, dict]] = {}
+        self.idempotency = idempotency.IdempotencyStore(
+            ttl_s=validate.number("idempotency_ttl_s", idempotency_ttl_s, 0, lo_open=True,
+                                  unit=" seconds"),
+            max_keys=validate.integer("idempotency_max_keys", idempotency_max_keys, 1))
         self._runner: web.AppRunner | None = None
+        self._was_stopped = False
         self.port: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def requests_seen(self) -> int:
+        """Every request the service received (the log keeps only the last `log_size`)."""
+        return sum(self.counts.values())
+
+    @property
+    def effective_backlog(self) -> int:
+        """The backlog the kernel really grants: min(backlog, net.core.somaxconn)."""
+        cap = somaxconn()
+        return self.backlog if cap is None else min(self.backlog, cap)
 
     # ---- lifecycle -------------------------------------------------------
     @property
@@ -112,11 +182,14 @@ class Service:
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:41234``."""
         if self.port is None:
+            if self._was_stopped:
+                raise ServicesShutDown(f"service {self.name!r}")
             raise RuntimeError(f"service {self.name!r} is not running: await start_service({self.name!r})")
         return f"http://127.0.0.1:{self.port}"
 
     def make_app(self, *, faults: bool = True) -> web.Application:
-        """The aiohttp app; `faults=False` leaves out the fault layer (used by benchmarks)."""
+        """The aiohttp app; `faults=False` leaves out the fault layer, and with it deadlines
+        and idempotency keys (used by benchmarks)."""
         app = web.Application(middlewares=[self._fault_layer] if faults else [])
         p = self.spec.path
         app.router.add_get("/health", self._health)
@@ -138,28 +211,34 @@ class Service:
         runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
                                handler_cancellation=True, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=self.backlog)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._runner = runner
         self.port = runner.addresses[0][1]
+        self._was_stopped = False
         runtime.register_service(self)
         return self
 
     async def stop(self) -> None:
+        """Stop listening (requests in flight get 1 s to finish); `labkit.shutdown()` calls it."""
         runner, self._runner = self._runner, None
+        port, self.port = self.port, None
         if runner is not None:
+            self._was_stopped = True
             await runner.cleanup()
-        self.port = None
-        runtime.forget_service(self)
+        runtime.forget_service(self, port=port)
 
     def summary(self) -> dict:
-        """Counts of requests by outcome, plus the fault knobs."""
-        outcomes = collections.Counter(s.fault for s in self.log)
-        statuses = collections.Counter(str(s.status) for s in self.log)
+        """Counts of all requests by outcome and status, plus the fault knobs."""
         return {"name": self.name, "url": self.url if self.running else None,
-                "requests": len(self.log), "outcomes": dict(outcomes),
-                "statuses": dict(statuses), "items": len(self.items),
-                "faults": self.faults.summary()}
+                "requests": self.requests_seen, "outcomes": dict(self.counts),
+                "statuses": {str(k): v for k, v in self.status_counts.items()},
+                "items": len(self.items), "faults": self.faults.summary(),
+                "idempotency": self.idempotency.summary()}
 
     def __repr__(self):
         where = self.url if self.running else "stopped"
@@ -170,35 +249,74 @@ class Service:
     async def _fault_layer(self, request: web.Request, handler):
         loop_time = asyncio.get_running_loop().time
         start = loop_time()
-        fault = self.faults.decide(self.rng)
-        outcome, status = fault.action, 0
+        headers = request.headers
+        rid = headers.get(REQUEST_ID_HEADER)
+        outcome, status, claim = "pass", 0, None
         try:
-            if fault.action == "outage":
+            budget = None
+            raw = headers.get(DEADLINE_HEADER)
+            if raw is not None:                          # 1. deadline, before any work
+                try:
+                    budget = decode_remaining_ms(raw)
+                except ValueError as err:
+                    outcome, status = "invalid", 400
+                    return _error(400, str(err))
+                if budget <= 0:
+                    outcome, status = "deadline", 504
+                    return _error(504, "deadline exceeded before any work was done")
+            fault = (self.faults.decide(self.rng) if rid is None       # 2. the fault
+                     else self.faults.decide_keyed(self._key_prefix + rid))
+            outcome = fault.action
+            if outcome == "outage":
                 status = 503
                 return _error(503, f"{self.name} is down (outage)")
-            budget = _deadline_budget(request)
-            if fault.delay_s:
+            if request.method == "POST" and idempotency.HEADER in headers:   # 3. idempotency
+                verdict = self.idempotency.begin(
+                    request.path, idempotency.normalize_key(headers[idempotency.HEADER]),
+                    await request.read())
+                if verdict.kind != "claimed":
+                    response = _idempotent_answer(verdict)
+                    status = response.status
+                    return response
+                claim = verdict.token
+            if fault.delay_s:                                              # 4. the work
                 if budget is not None and fault.delay_s > budget:
-                    await asyncio.sleep(max(budget, 0.0))
+                    await asyncio.sleep(budget)
                     outcome, status = "deadline", 504
                     return _error(504, "deadline exceeded: work abandoned")
                 await asyncio.sleep(fault.delay_s)
-            if fault.action == "reset":
-                _reset(request)
+            if outcome == "reset":
+                toxics.reset(request)
                 return web.Response()
-            if fault.action == "error":
+            if outcome == "error":
                 status = fault.status
-                headers = ({"Retry-After": f"{fault.retry_after_s:g}"}
-                           if fault.retry_after_s is not None else None)
-                return _error(fault.status, f"injected fault {fault.status}", headers)
-            response = await handler(request)
+                extra = ({"Retry-After": f"{fault.retry_after_s:g}"}
+                         if fault.retry_after_s is not None else None)
+                return _error(fault.status, f"injected fault {fault.status}", extra)
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:           # 404 / 405 for unknown routes
+                status = exc.status
+                raise
+            except Exception:
+                status = 500                            # aiohttp answers 500
+                raise
             status = response.status
-            if fault.slow_body_s and response.body:
-                return await _trickle(request, response, fault.slow_body_s)
+            if claim is not None:
+                kept = {k: response.headers[k] for k in ("Content-Type", "Location")
+                        if k in response.headers}
+                self.idempotency.finish(claim, status, getattr(response, "body", None), kept)
+                claim = None
+            if fault.slow_body_s and getattr(response, "body", None):
+                return await toxics.trickle(request, response, fault.slow_body_s)
             return response
         finally:
+            if claim is not None:                      # the work never ran: free the key
+                self.idempotency.release(claim)
+            self.counts[outcome] += 1
+            self.status_counts[status] += 1
             self.log.append(Served(start, request.method, request.path, status, outcome,
-                                   loop_time() - start))
+                                   loop_time() - start, rid))
 
     # ---- REST handlers -------------------------------------------------------
     async def _health(self, request):
@@ -218,27 +336,14 @@ class Service:
         return missing or _json(200, self.items[key])
 
     async def _create(self, request):
-        text = await request.text()
-        idem = request.headers.get("Idempotency-Key")
-        if idem is not None and idem in self._idempotent:
-            body_seen, status, body, headers = self._idempotent[idem]
-            if body_seen != text:
-                return _error(422, "Idempotency-Key reused with a different body")
-            resp = _json(status, body)
-            resp.headers.update(headers)
-            resp.headers["Idempotent-Replayed"] = "true"
-            return resp
-        record, problem = self._validate(text)
+        record, problem = self._validate(await request.text())
         if problem:
             return problem
         record = {"id": self._next_id, **record}
         self._next_id += 1
         self.items[record["id"]] = record
-        headers = {"Location": f"{self.spec.path}/{record['id']}"}
-        if idem is not None:
-            self._idempotent[idem] = (text, 201, record, headers)
         resp = _json(201, record)
-        resp.headers.update(headers)
+        resp.headers["Location"] = f"{self.spec.path}/{record['id']}"
         return resp
 
     async def _put(self, request):
@@ -283,87 +388,37 @@ class Service:
         return {f: body[f] for f in fields}, None
 
 
-def _deadline_budget(request) -> float | None:
-    raw = request.headers.get(DEADLINE_HEADER)
-    if raw is None:
-        return None
-    try:
-        return float(raw) / 1000.0
-    except ValueError:
-        return None
+def _idempotent_answer(verdict) -> web.Response:
+    """The answer for a key seen before: the replay, 422 or 409 (labkit.services.idempotency)."""
+    if verdict.kind == "replay":
+        record = verdict.record
+        resp = web.Response(status=record.status, body=record.body, headers=record.headers)
+        resp.headers["Idempotent-Replayed"] = "true"
+        return resp
+    if verdict.kind == "mismatch":
+        return _error(422, "Idempotency-Key reused with a different payload: a key names one "
+                           "request; use a new key for a new request")
+    return _error(409, "a request with this Idempotency-Key is still being processed; "
+                       "retry later (no change needed)")
 
 
-def _reset(request) -> None:
-    """Toxiproxy's reset_peer: close the connection with a TCP RST, send nothing."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    if request.transport is not None:
-        request.transport.abort()
-
-
-async def _trickle(request, response: web.Response, over_s: float) -> web.StreamResponse:
-    """Toxiproxy's bandwidth toxic: headers at once, then the body in ten slices."""
-    body = response.body
-    stream = web.StreamResponse(status=response.status, headers=response.headers)
-    stream.content_length = len(body)
-    await stream.prepare(request)
-    slices = 10
-    step = max(1, -(-len(body) // slices))
-    try:
-        for i in range(0, len(body), step):
-            await asyncio.sleep(over_s / slices)
-            await stream.write(body[i:i + step])
-        await stream.write_eof()
-    except ConnectionError:
-        pass                                   # the client gave up (its timeout fired)
-    return stream
-
-
-async def start_service(name: str | ServiceSpec = "users", *, seed: int | None = None) -> Service:
+async def start_service(name: str | ServiceSpec = "users", *, seed: int | None = None,
+                        **options) -> Service:
     """Start a service by name (see `SPECS`) or from a `ServiceSpec`, or return it if running.
 
     Binds 127.0.0.1 on a port the OS picks, inside the running event loop: use top-level
-    ``await`` in a notebook.
+    ``await`` in a notebook. `options` go to `Service` (backlog, idempotency_ttl_s, ...).
     """
-    spec = SPECS.get(name) if isinstance(name, str) else name
-    if spec is None:
-        raise ValueError(f"unknown service {name!r}; known: {', '.join(SPECS)} (or pass a ServiceSpec)")
+    if isinstance(name, ServiceSpec):
+        spec = name
+    elif isinstance(name, str):
+        spec = SPECS.get(name)
+        if spec is None:
+            raise ValueError(f"unknown service {name!r}; known: {', '.join(SPECS)} (or pass a ServiceSpec)")
+    else:
+        raise ValueError(f"name must be a service name (str) or a ServiceSpec, got {name!r}; "
+                         f"known names: {', '.join(SPECS)}")
     running = runtime.services().get(spec.name)
     if running is not None:
         return running
-    return await Service(spec, seed=seed).start()
-
-
-class Blackhole:
-    """A port that accepts no connections: connecting to it hangs until a connect timeout.
-
-    Its listen backlog is full, so the kernel drops new handshakes, just as a host that
-    vanished would. Use it to see a *connect* timeout fire (chapter 1)::
-
-        with Blackhole() as hole:
-            ...  # session.get(hole.url, timeout=aiohttp.ClientTimeout(connect=0.5))
-    """
-
-    def __init__(self):
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(0)
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._fillers = []
-        for _ in range(3):                    # fill the backlog (Linux keeps backlog + 1)
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", self.port))
-            self._fillers.append(s)
-
-    def close(self) -> None:
-        for s in self._fillers + [self._listener]:
-            s.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    return await Service(spec, seed=seed, **options).start()

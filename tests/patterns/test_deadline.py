@@ -14,11 +14,36 @@ def test_header_codec():
     assert encode_remaining_ms(1.2345) == "1234"  # rounded down: never promise time we lack
     assert encode_remaining_ms(-3) == "0"
     assert decode_remaining_ms(" 250 ") == 0.25
-    for bad in ("-5", "1.5", "", "soon"):
-        with pytest.raises(ValueError, match=HEADER):
-            decode_remaining_ms(bad)
     with pytest.raises(ValueError, match="remaining_s"):
         encode_remaining_ms(float("nan"))
+
+
+def test_decode_accepts_signed_whole_ms_and_refuses_the_rest():
+    """One parser for the service and the pattern: a negative value means already expired."""
+    assert decode_remaining_ms("0") == 0.0
+    assert decode_remaining_ms("-5") == -0.005
+    assert decode_remaining_ms("+40") == 0.04
+    for bad in ("abc", "", " ", "1e3", "nan", "inf", "1.5", "--5", "5-", "١٢", "0x10", None, "9" * 400):
+        with pytest.raises(ValueError, match=f"{HEADER} must be a whole number of milliseconds"):
+            decode_remaining_ms(bad)
+    # An expired header rebuilds a deadline that has already passed.
+    assert Deadline.from_headers({HEADER: "-250"}, now=10.0).expired(now=10.0)
+    assert Deadline.from_headers({HEADER: "0"}, now=10.0).expired(now=10.0)
+    with pytest.raises(ValueError, match=HEADER):
+        Deadline.from_headers({HEADER: "1e3"}, now=0.0)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: Deadline.after(float("inf"), now=0), "timeout_s"),
+    (lambda: Deadline.after(10**400, now=0), "timeout_s"),
+    (lambda: Deadline(1.0).shrink(-1), "margin_s"),
+    (lambda: Deadline(1.0).shrink("1"), "margin_s"),
+    (lambda: encode_remaining_ms(10**400), "remaining_s"),
+    (lambda: Deadline.from_headers({}, now=0, default_s=-1), "default_s"),
+])
+def test_bad_arguments_get_a_clear_value_error(call, name):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        call()
 
 
 def test_deadline_arithmetic_and_headers():

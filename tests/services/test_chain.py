@@ -13,40 +13,45 @@ async def _downstream(latency_ms):
     return svc
 
 
+# Bounds below hold with both CPUs busy: a loaded machine only makes things later, so each
+# check is a lower bound, or an upper bound with the slack a busy machine needs.
+
 def test_without_propagation_the_downstream_works_on_after_the_user_left(run):
     async def main():
-        down = await _downstream(800)
+        down = await _downstream(2000)
         try:
             return await deadline_demo(down, propagate=False, user_timeout_s=0.4, work_s=0.1)
         finally:
             await labkit.shutdown()
 
     r = run(main())
-    assert r["user"]["status"] == "timeout" and 0.38 <= r["user"]["waited_s"] < 0.6
+    assert r["user"]["status"] == "timeout" and 0.38 <= r["user"]["waited_s"] < 1.5
     assert r["front"]["received_ms"] in (399, 400) and r["front"]["sent_ms"] is None
     [served] = r["downstream"]
     assert served["status"] == 200 and served["fault"] == "pass"
-    assert served["finished_at_s"] >= 0.85                      # 0.1 s work + 0.8 s latency
-    assert r["downstream_worked_after_user_left_s"] >= 0.4
+    assert served["finished_at_s"] >= 2.05                      # 0.1 s work + 2 s latency
+    assert r["downstream_worked_after_user_left_s"] >= 0.5     # ~1.7 s on an idle machine
 
 
 def test_with_propagation_the_downstream_abandons_the_work_at_the_deadline(run):
     async def main():
-        down = await _downstream(800)
+        down = await _downstream(5000)
         try:
-            return await deadline_demo(down, propagate=True, user_timeout_s=0.4, work_s=0.1,
-                                       margin_s=0.05)
+            return await deadline_demo(down, propagate=True, user_timeout_s=2.0, work_s=0.1,
+                                       margin_s=0.5)
         finally:
             await labkit.shutdown()
 
     r = run(main())
-    # The front passed what was left (0.4 - 0.1 of work - 0.05 margin), the downstream gave up
-    # at that point with 504, and the user got an answer before its own timeout.
-    assert 230 <= r["front"]["sent_ms"] <= 250
+    # The front passed what was left (2.0 - 0.1 of work - 0.5 margin = 1.4 s, less on a busy
+    # machine), the downstream gave up at that point with 504 instead of working 5 s, and the
+    # user got that answer before its own timeout.
+    sent_s = r["front"]["sent_ms"] / 1000
+    assert 0.5 < sent_s <= 1.4
     [served] = r["downstream"]
     assert served["status"] == 504 and served["fault"] == "deadline"
-    assert served["finished_at_s"] < 0.4
-    assert r["user"]["status"] == 504 and r["user"]["waited_s"] < 0.4
+    assert served["finished_at_s"] - served["started_at_s"] < sent_s + 0.3
+    assert r["user"]["status"] == 504 and r["user"]["waited_s"] < 2.0
     assert r["front"]["downstream"] == "504" and r["downstream_worked_after_user_left_s"] == 0
 
 
@@ -82,6 +87,6 @@ def test_chain_pieces(run):
 
     chain, reply, direct, summary, after, log = run(main())
     assert reply["status"] == 200 and direct["status"] == 200
-    assert summary["hops"][0]["received_ms"] in (1999, 2000) and 1900 <= summary["hops"][0]["sent_ms"] <= 1950
+    assert summary["hops"][0]["received_ms"] in (1999, 2000) and 1000 < summary["hops"][0]["sent_ms"] <= 1950
     assert len(log) == 2 and after > 0
     assert HEADER == "X-Deadline-Remaining-Ms"

@@ -48,11 +48,26 @@ def test_async_client_reads_the_body_and_times_out(run):
 
 
 @pytest.mark.parametrize("kw", [{"timeout_s": 0}, {"timeout_s": -1}, {"connect_timeout_s": 1000},
-                                {"timeout_s": "5"}])
+                                {"timeout_s": "5"}, {"timeout_s": 10**400}])
 def test_clients_reject_bad_timeouts(kw):
+    name = next(iter(kw))
     for cls in (labkit.SyncClient, labkit.AsyncClient):
-        with pytest.raises(ValueError, match="must be a number of seconds"):
+        with pytest.raises(ValueError, match=rf"{name} must be a finite number in \(0, 300\] seconds"):
             cls("http://127.0.0.1:1", **kw)
+
+
+@pytest.mark.parametrize("url", [123, None, "", "127.0.0.1:8080", "ftp://127.0.0.1:21",
+                                 "http://127.0.0.1:99999", "http://127.0.0.1:-1", "http://:80"])
+def test_clients_reject_bad_base_urls(url):
+    for cls in (labkit.SyncClient, labkit.AsyncClient):
+        with pytest.raises(ValueError, match="base_url must be an http:// URL"):
+            cls(url)
+
+
+def test_clients_reject_bad_headers():
+    for cls in (labkit.SyncClient, labkit.AsyncClient):
+        with pytest.raises(ValueError, match="headers must be a dict"):
+            cls("http://127.0.0.1:1", headers=["Accept"])
 
 
 def test_require_explains_how_to_fix_a_mismatch():

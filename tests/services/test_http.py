@@ -42,6 +42,9 @@ def test_rest_status_codes(run):
             assert (await _json(s, "DELETE", f"{u}/1"))[0] == 204
             assert (await _json(s, "DELETE", f"{u}/1"))[0] == 404
             assert (await _json(s, "PATCH", f"{u}/2", json={}))[0] == 405
+            assert (await _json(s, "GET", users.url + "/nope"))[0] == 404
+        statuses = users.summary()["statuses"]          # the log sees what the client saw
+        assert statuses["405"] == 1 and statuses["404"] == 5 and "0" not in statuses
         await labkit.shutdown()
     run(main())
 
@@ -107,7 +110,7 @@ def test_deadline_header_abandons_work(run):
             st, _, body = await _json(s, "POST", users.url + "/users", json={"name": "A", "email": "a@x"},
                                       headers={DEADLINE_HEADER: "100"})
         assert st == 504 and "deadline" in body["error"]
-        assert loop.time() - t0 < 1.0
+        assert loop.time() - t0 < 1.9                # abandoned at 0.1 s, not after the 2 s
         assert users.items == {}                 # the work was not done
         await labkit.shutdown()
     run(main())
@@ -221,3 +224,107 @@ def test_extra_routes_run_behind_the_fault_layer(run):
             assert (await _json(s, "GET", svc.url + "/hello"))[0] == 503
         await labkit.shutdown()
     run(main())
+
+
+# ---- deadlines: refused before any work (issue 7) ---------------------------------------------
+
+def test_expired_deadline_gets_504_before_any_work_even_without_faults(run):
+    async def main():
+        users = await start_service("users")
+        async with aiohttp.ClientSession() as s:
+            answers = [await _json(s, "POST", users.url + "/users", json={"name": "A", "email": "a@x"},
+                                   headers={DEADLINE_HEADER: value}) for value in ("0", "-5", "+0")]
+        items, log = dict(users.items), list(users.log)
+        await labkit.shutdown()
+        return answers, items, log
+
+    answers, items, log = run(main())
+    assert [a[0] for a in answers] == [504, 504, 504]
+    assert all("deadline" in a[2]["error"] for a in answers)
+    assert items == {}                               # the POST did not create the item
+    assert [s.fault for s in log] == ["deadline"] * 3
+
+
+@pytest.mark.parametrize("value", ["abc", "", "1e3", "nan", "1.5"])
+def test_malformed_deadline_gets_400_naming_the_header_before_any_work(run, value):
+    async def main():
+        users = await start_service("users")
+        users.faults.latency_ms = 5000               # a 400 must not wait for the delay either
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as s:
+            t0 = loop.time()
+            answer = await _json(s, "POST", users.url + "/users", json={"name": "A", "email": "a@x"},
+                                 headers={DEADLINE_HEADER: value})
+            waited = loop.time() - t0
+        items = dict(users.items)
+        await labkit.shutdown()
+        return answer, waited, items
+
+    (status, _, body), waited, items = run(main())
+    assert status == 400 and DEADLINE_HEADER in body["error"]
+    assert items == {} and waited < 4.0              # generous: the delay was 5 s
+
+
+# ---- bad input gets a clear ValueError ------------------------------------------------------
+
+@pytest.mark.parametrize("name", [123, None, 1.5, b"users", ["users"]])
+def test_start_service_refuses_names_that_are_not_a_name_or_spec(run, name):
+    async def main():
+        with pytest.raises(ValueError, match=r"name must be a service name \(str\) or a ServiceSpec"):
+            await start_service(name)
+        assert runtime.services() == {}
+    run(main())
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"seed": "7"}, "seed must be a whole number"),
+    ({"seed": 1.0}, "seed must be a whole number"),
+    ({"log_size": 0}, "log_size must be a whole number"),
+    ({"backlog": 0}, "backlog must be a whole number"),
+    ({"backlog": 70_000}, "backlog must be a whole number"),
+    ({"backlog": 10**400}, "backlog must be a whole number"),
+    ({"idempotency_ttl_s": 0}, "idempotency_ttl_s must be a finite number"),
+    ({"idempotency_ttl_s": 10**400}, "idempotency_ttl_s must be a finite number"),
+    ({"idempotency_max_keys": 0}, "idempotency_max_keys must be a whole number"),
+])
+def test_service_options_are_checked(kw, message):
+    with pytest.raises(ValueError, match=message):
+        Service(SPECS["users"], **kw)
+
+
+def test_spec_name_must_be_a_non_empty_string():
+    with pytest.raises(ValueError, match="name must be a non-empty str"):
+        ServiceSpec(123)
+    with pytest.raises(ValueError, match="name must be a non-empty str"):
+        ServiceSpec("")
+
+
+# ---- the listen backlog ---------------------------------------------------------------------
+
+def test_the_listen_backlog_is_raised_and_passed_to_the_socket(run):
+    from labkit.services import http
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+        create_server = loop.create_server
+
+        async def spy(*args, **kwargs):
+            seen.append(kwargs.get("backlog"))
+            return await create_server(*args, **kwargs)
+
+        loop.create_server = spy
+        try:
+            default = await start_service("users")
+            small = await Service(SPECS["inventory"], backlog=64).start()
+        finally:
+            del loop.create_server
+        await labkit.shutdown()
+        return seen, default, small
+
+    seen, default, small = run(main())
+    assert default.backlog == http.DEFAULT_BACKLOG == 4096 and small.backlog == 64
+    assert seen == [4096, 64]                        # aiohttp's own default would be 128
+    cap = http.somaxconn()
+    assert cap is None or cap >= 1
+    assert "somaxconn" in Service.__doc__ and "backlog" in Service.__doc__
