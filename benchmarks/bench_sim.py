@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labkit import seeding, sim  # noqa: E402
+from labkit import sim  # noqa: E402
+from labkit._core import seeding  # noqa: E402
 from labkit.patterns.backoff import FullJitter  # noqa: E402
 from labkit.patterns.breaker import CircuitBreaker  # noqa: E402
 from labkit.patterns.errors import BreakerOpen, ServiceError  # noqa: E402

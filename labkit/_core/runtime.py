@@ -122,9 +122,21 @@ def resends_disabled(session) -> bool:
     return flag is False or (flag is None and _aiohttp_version() < (3, 9))
 
 
-def on_shutdown(stop, *, loop=None) -> None:
-    """Register `stop()` (plain or async) to run at shutdown; `loop`: only on that loop."""
-    _stoppers.append((loop, stop))
+def on_shutdown(stop, *, loop=None):
+    """Register `stop()` (plain or async) to run at shutdown; `loop`: only on that loop.
+
+    Returns `unregister()`, for things that stop earlier by themselves (so the list of
+    stoppers does not grow with every re-run of a cell).
+    """
+    entry = (loop, stop)
+    _stoppers.append(entry)
+
+    def unregister() -> None:
+        try:
+            _stoppers.remove(entry)
+        except ValueError:
+            pass                                      # already ran, or already unregistered
+    return unregister
 
 
 async def shutdown() -> dict:

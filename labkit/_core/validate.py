@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["number", "integer", "choice", "boolean", "optional_number"]
+__all__ = ["number", "integer", "choice", "boolean", "optional_number", "text"]
 
 
 def _fmt(x: float) -> str:
@@ -103,4 +103,13 @@ def boolean(name: str, value: Any) -> bool:
     """`value` if it is True or False (1, 0 and "yes" are refused)."""
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def text(name: str, value: Any, *, optional: bool = False) -> str | None:
+    """`value` if it is a string (or None when `optional`), else ValueError naming `name`."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string{' or None' if optional else ''}, got {value!r}")
     return value

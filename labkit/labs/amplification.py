@@ -11,16 +11,17 @@ outage each budget allows its first few retries (3 with gRPC's 10 tokens, 3 atte
 then none, so the factor tends to 1 as requests go on.
 
 Runs on labkit.sim's virtual clock with labkit's `Retry` and `RetryBudget`; the failing
-service is a `SimService` with error rate 1 (HTTP 500, retryable). Times are seconds.
+service is a `SimService` with error rate 1 (HTTP 500, retryable). Times are seconds. A run
+keeps counters, not a list per request, so memory stays bounded by the requests in flight.
 """
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING
 
-from labkit._core import seeding
-
 from labkit import sim
+from labkit._core import seeding
+from labkit._core.validate import choice, integer, number
 from labkit.patterns.backoff import FullJitter
 from labkit.patterns.budget import RetryBudget
 from labkit.patterns.errors import ServiceError
@@ -41,11 +42,6 @@ _BACKOFF = FullJitter(base=0.001, cap=0.01)  # small: virtual time is free, but 
 _BUDGET = {"max_tokens": 10, "token_ratio": 0.1}  # gRPC's example values, one budget per layer
 _RATE_PER_S = 50.0  # user requests arrive as a Poisson stream at this rate
 _LATENCY_S = 0.001  # the failing service answers (with an error) after 1 ms
-
-
-def _int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an int in {lo}..{hi}, got {value!r}")
 
 
 def expected_factor(layers: int, attempts: int, policy: str = "every_layer",
@@ -77,16 +73,12 @@ def amplification(layers: int, attempts: int, *, policy: str = "every_layer",
     bottom_calls, factor (= bottom_calls / top_requests), calls_per_layer (calls into each
     caller, top first), succeeded, expected (see `expected_factor`) and seed.
     """
-    _int("layers", layers, 1, 10)
-    _int("attempts", attempts, 1, 10)
-    if policy not in AMPLIFICATION_POLICIES:
-        raise ValueError(f"policy must be one of {list(AMPLIFICATION_POLICIES)}, got {policy!r}")
-    _int("requests", requests, 1, 100_000)
-    if not (isinstance(failure_rate, (int, float)) and not isinstance(failure_rate, bool)
-            and 0 <= failure_rate <= 1):
-        raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    integer("layers", layers, 1, 10)
+    integer("attempts", attempts, 1, 10)
+    choice("policy", policy, AMPLIFICATION_POLICIES)
+    integer("requests", requests, 1, 100_000)
+    failure_rate = number("failure_rate", failure_rate, 0.0, 1.0)
+    integer("seed", seed)
     if attempts ** layers * requests > MAX_BOTTOM_CALLS:
         raise ValueError(
             f"layers={layers}, attempts={attempts}, requests={requests} could send "
@@ -94,8 +86,9 @@ def amplification(layers: int, attempts: int, *, policy: str = "every_layer",
             f"requests must be <= {MAX_BOTTOM_CALLS:,}); use fewer layers, attempts or requests")
 
     async def main():
+        loop = asyncio.get_running_loop()
         bottom = sim.SimService("amplification:bottom", workers=1_000_000, latency=_LATENCY_S,
-                                error_rate=float(failure_rate), seed=seed, record=False)
+                                error_rate=failure_rate, seed=seed, record=False)
         calls = [0] * layers
         policies = []
         for i in range(layers):  # i = 0 is the edge; i = layers - 1 calls the bottom service
@@ -108,7 +101,7 @@ def amplification(layers: int, attempts: int, *, policy: str = "every_layer",
         def downstream(i):
             """What caller i calls: caller i + 1, or the bottom service."""
             if i == layers - 1:
-                return bottom.call
+                return bottom.submit  # its reply future (bottom.call without a coroutine)
             retry_next, nxt = policies[i + 1], downstream(i + 1)
 
             async def call_next():
@@ -128,18 +121,29 @@ def amplification(layers: int, attempts: int, *, policy: str = "every_layer",
                 pass
 
         expo = seeding.rng("amplification:arrivals", seed).expovariate
-        tasks = []
+        in_flight: set[asyncio.Task] = set()   # only unfinished requests: memory stays bounded
+        all_done = None
+
+        def finished(task):
+            in_flight.discard(task)
+            if not in_flight and all_done is not None and not all_done.done():
+                all_done.set_result(None)
+
         for _ in range(requests):
             await asyncio.sleep(expo(_RATE_PER_S))
-            tasks.append(asyncio.ensure_future(user_request()))
-        await asyncio.gather(*tasks)
+            task = loop.create_task(user_request())
+            in_flight.add(task)
+            task.add_done_callback(finished)
+        if in_flight:
+            all_done = loop.create_future()
+            await all_done
         return bottom.arrived, calls, ok[0]
 
     bottom_calls, calls, succeeded = sim.run(main, seed=seed)
     return {"layers": layers, "attempts": attempts, "policy": policy, "top_requests": requests,
             "bottom_calls": bottom_calls, "factor": bottom_calls / requests,
             "calls_per_layer": calls, "succeeded": succeeded,
-            "failure_rate": float(failure_rate),
+            "failure_rate": failure_rate,
             "expected": expected_factor(layers, attempts, policy, failure_rate), "seed": seed}
 
 
@@ -156,7 +160,7 @@ def plot_amplification(results: list[dict] | None = None, *, attempts: int = 3,
     layers with `attempts` attempts. The dashed line is attempts**layers.
     """
     if results is None:
-        _int("max_layers", max_layers, 1, 10)
+        integer("max_layers", max_layers, 1, 10)
         results = [amplification(n, attempts, policy=p, requests=requests, seed=seed)
                    for p in AMPLIFICATION_POLICIES for n in range(1, max_layers + 1)]
     results = list(results)

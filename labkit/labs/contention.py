@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 
-from labkit.patterns import backoff as _backoff
 from labkit._core import seeding
+from labkit._core.validate import choice, integer
+from labkit.patterns import backoff as _backoff
 
 __all__ = ["CONTENTION_STRATEGIES", "backoff_contention"]
 
@@ -117,15 +118,15 @@ def _run_sim(clients: int, strategy: _backoff.Strategy, rngs) -> tuple[int, floa
 
 def backoff_contention(clients: int, strategy: str, runs: int = 100, seed: int = 0, *,
                        engine: str = "fast") -> dict:
-    """Mean write attempts ("calls") and mean completion time ("time_s") over `runs` runs."""
-    if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
-        raise ValueError(f"clients must be an int >= 1, got {clients!r}")
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"runs must be an int >= 1, got {runs!r}")
-    if strategy not in CONTENTION_STRATEGIES:
-        raise ValueError(f"strategy must be one of {list(CONTENTION_STRATEGIES)}, got {strategy!r}")
-    if engine not in ("fast", "sim"):
-        raise ValueError(f"engine must be 'fast' or 'sim', got {engine!r}")
+    """Mean write attempts ("calls") and mean completion time ("time_s") over `runs` runs.
+
+    `clients` 1..10 000 (each run's work grows as clients**2), `runs` 1..100 000, `seed` an int.
+    """
+    integer("clients", clients, 1, 10_000)
+    integer("runs", runs, 1, 100_000)
+    choice("strategy", strategy, CONTENTION_STRATEGIES)
+    integer("seed", seed)
+    choice("engine", engine, ("fast", "sim"))
     strat = _backoff.make(strategy, base=_BASE_S, cap=_CAP_S)
     one_run = _run_fast if engine == "fast" else _run_sim
     total_calls = 0

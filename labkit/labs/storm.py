@@ -17,31 +17,33 @@ is shed. A retry budget stops retrying once most calls fail, and a circuit break
 calling for a while; either breaks the feedback loop, so the queue drains and service recovers.
 
 `run_storm` runs one experiment with the course's own `Retry`, `RetryBudget` and
-`CircuitBreaker`; `plot_storm` draws goodput, attempts and queue length over time;
-`storm_lab` is the widget. Times are seconds (virtual) as floats; charts use seconds too.
+`CircuitBreaker` (`await run_storm_async(...)` does the same without blocking the caller's
+loop); `plot_storm` draws goodput, attempts and queue length over time; `storm_lab` (in
+labkit.labs.storm_widget) is the widget, whose controls re-run it off the kernel's loop.
+Times are seconds (virtual) as floats; charts use seconds too. A run keeps only per-second
+series and counters, never a list per request, so memory stays bounded however long the run.
 """
 from __future__ import annotations
 
 import asyncio
-import html
-import math
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-import ipywidgets as W
-
 from labkit import sim
+from labkit._core.validate import choice, integer, number
 from labkit.patterns.backoff import FullJitter, NoBackoff
-from labkit.patterns.breaker import CircuitBreaker, State
+from labkit.patterns.breaker import CircuitBreaker
 from labkit.patterns.budget import RetryBudget
 from labkit.patterns.errors import ServiceError
 from labkit.patterns.retry import Retry
-from labkit.ui.charts import figure_png, new_figure, show_png
+from labkit.ui.charts import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["POLICIES", "TRIGGERS", "MODEL", "run_storm", "plot_storm", "StormLab", "storm_lab"]
+__all__ = ["POLICIES", "TRIGGERS", "MODEL", "run_storm", "run_storm_async", "plot_storm"]
+# StormLab and storm_lab (the widget) are in labkit.labs.storm_widget; importing them from
+# here works too (see __getattr__ at the end).
 
 POLICIES = ("no_retry", "retries", "budget", "backoff_breaker")
 TRIGGERS = ("spike", "slowdown")
@@ -88,34 +90,28 @@ class _Slowable:
         return lambda: self.factor * draw()
 
 
-def _number(name, value, lo, hi, *, lo_open=False, unit=""):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > lo if lo_open else value >= lo) and value <= hi
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi}]"
-        raise ValueError(f"{name} must be a number in {rng}{unit}, got {value!r}")
-
-
 def _check(policy, utilisation, trigger, trigger_size, trigger_start_s, trigger_duration_s,
-           duration_s, seed):
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {list(POLICIES)}, got {policy!r}")
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger must be one of {list(TRIGGERS)}, got {trigger!r}")
-    _number("utilisation", utilisation, 0.0, 0.97, lo_open=True)
-    _number("trigger_size", trigger_size, 1.0, 10.0, unit=" (x the base arrival rate or service time)")
-    _number("duration_s", duration_s, 10.0, 600.0, unit=" seconds")
-    _number("trigger_start_s", trigger_start_s, 5.0, duration_s - 10.0,
-            unit=" seconds (5 s of baseline before it, 10 s of run after it)")
-    _number("trigger_duration_s", trigger_duration_s, 0.0, duration_s - 5.0 - trigger_start_s,
-            unit=" seconds (the run must go on >= 5 s after the trigger ends)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+           duration_s, seed) -> dict:
+    """The run_storm arguments, checked, as a dict (numbers as floats)."""
+    duration_s = number("duration_s", duration_s, 10.0, 600.0, unit=" seconds")
+    start_s = number("trigger_start_s", trigger_start_s, 5.0, duration_s - 10.0,
+                     unit=" seconds (5 s of baseline before it, 10 s of run after it)")
+    return {
+        "policy": choice("policy", policy, POLICIES),
+        "utilisation": number("utilisation", utilisation, 0.0, 0.97, lo_open=True),
+        "trigger": choice("trigger", trigger, TRIGGERS),
+        "trigger_size": number("trigger_size", trigger_size, 1.0, 10.0,
+                               unit=" (x the base arrival rate or service time)"),
+        "trigger_start_s": start_s,
+        "trigger_duration_s": number(
+            "trigger_duration_s", trigger_duration_s, 0.0, duration_s - 5.0 - start_s,
+            unit=" seconds (the run must go on >= 5 s after the trigger ends)"),
+        "duration_s": duration_s, "seed": integer("seed", seed)}
 
 
 def _client(policy: str, svc: sim.SimService, seed: int):
-    """The client side of `policy`: an async request() -> bool, plus the pattern objects."""
+    """The client side of `policy`: one request is `await retry.call(*args)` (raising
+    ServiceError when it failed); returns (retry.call, args, the pattern objects)."""
     m = MODEL
     timeout = m["attempt_timeout_s"]
     parts: dict = {}
@@ -132,24 +128,12 @@ def _client(policy: str, svc: sim.SimService, seed: int):
         retry = Retry(max_attempts=m["max_attempts"], backoff=FullJitter(**m["jitter"]),
                       seed=seed, name="storm:backoff_breaker")
     parts["retry"] = retry
-    call, attempt = retry.call, svc.call
+    # svc.submit returns the reply future itself: awaiting it is what svc.call does, minus a
+    # coroutine per attempt (the same events in the same order, less work).
+    args = (svc.submit, timeout)
     if "breaker" in parts:  # retry outside, breaker inside: an open breaker is not retried
-        guarded = parts["breaker"].call
-
-        async def request() -> bool:
-            try:
-                await call(guarded, attempt, timeout)
-                return True
-            except ServiceError:
-                return False
-    else:
-        async def request() -> bool:
-            try:
-                await call(attempt, timeout)
-                return True
-            except ServiceError:
-                return False
-    return request, parts
+        args = (parts["breaker"].call, *args)
+    return retry.call, args, parts
 
 
 def _recovery(t, requests, success, start_s, end_s):
@@ -179,25 +163,11 @@ def _recovery(t, requests, success, start_s, end_s):
     return True, round(t[first] - step - end_s, 6), share0
 
 
-def run_storm(policy: str, *, utilisation: float = 0.88, trigger: str = "spike",
-              trigger_size: float = 2.0, trigger_start_s: float = 20.0,
-              trigger_duration_s: float = 10.0, duration_s: float = 90.0, seed: int = 0) -> dict:
-    """Run the retry-storm experiment once (virtual time; ~0.3-1 s of wall time).
-
-    `policy`: one of POLICIES. `utilisation`: base load as a share of capacity (0, 0.97].
-    `trigger`: "spike" multiplies the arrival rate by `trigger_size`, "slowdown" the service
-    time, from `trigger_start_s` for `trigger_duration_s` seconds. Returns per-second series
-    `t` (end of each 1-s sample), `goodput` (successful responses/s), `offered` (attempts/s
-    reaching the server), `queue` (queue length at t); per 1-s cohort of arrivals, `requests`
-    (new client requests/s) and `success` (share of them that eventually succeeded); then
-    `recovered`, `recovery_s` (see `_recovery`; None when it never recovered) and `summary`
-    (plain JSON-able numbers).
-    """
-    _check(policy, utilisation, trigger, trigger_size, trigger_start_s, trigger_duration_s,
-           duration_s, seed)
+def _simulation(policy, utilisation, trigger, trigger_size, trigger_start_s,
+                trigger_duration_s, duration_s, seed):
+    """The run as a coroutine function for labkit.sim (what run_storm and its async form run)."""
     m = MODEL
     rate = utilisation * m["workers"] / m["service_mean_s"]
-    end_s = trigger_start_s + trigger_duration_s
     step = m["sample_s"]
 
     async def main():
@@ -205,15 +175,18 @@ def run_storm(policy: str, *, utilisation: float = 0.88, trigger: str = "spike",
         latency = _Slowable(sim.Exponential(m["service_mean_s"]))
         svc = sim.SimService("storm-server", workers=m["workers"], queue_limit=m["queue_limit"],
                              latency=latency, seed=seed, record=False)
-        request, parts = _client(policy, svc, seed)
+        call, args, parts = _client(policy, svc, seed)
         n = round(duration_s / step)
         cohort_n, cohort_ok = [0] * n, [0] * n  # requests by arrival second, and how many succeeded
 
         async def one() -> None:
             k = min(n - 1, int(loop.time() / step))
             cohort_n[k] += 1
-            ok = await request()  # (not `cohort_ok[k] += await ...`: that reads before awaiting)
-            cohort_ok[k] += ok
+            try:
+                await call(*args)
+            except ServiceError:
+                return
+            cohort_ok[k] += 1
 
         rows: list[tuple] = []
         last = [0, 0]
@@ -233,18 +206,32 @@ def run_storm(policy: str, *, utilisation: float = 0.88, trigger: str = "spike",
             await asyncio.sleep(trigger_start_s)
             if trigger == "spike":
                 await sim.poisson_arrivals(rate * (trigger_size - 1.0), trigger_duration_s, one,
-                                           seed=seed, name="storm:spike")
+                                           seed=seed, name="storm:spike", keep_results=False)
             else:
-                latency.factor = float(trigger_size)
+                latency.factor = trigger_size
                 await asyncio.sleep(trigger_duration_s)
                 latency.factor = 1.0
 
         await asyncio.gather(sim.poisson_arrivals(rate, duration_s, one, seed=seed,
-                                                  name="storm:arrivals"), fire())
+                                                  name="storm:arrivals", keep_results=False),
+                             fire())
         return (rows, svc.summary(), cohort_n, cohort_ok,
                 {k: v.summary() for k, v in parts.items()})
 
-    rows, server, cohort_n, cohort_ok, parts = sim.run(main, seed=seed)
+    return main
+
+
+def _mean(xs) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def _result(raw, policy, utilisation, trigger, trigger_size, trigger_start_s,
+            trigger_duration_s, duration_s, seed) -> dict:
+    """The run's per-second series and summary (see run_storm)."""
+    rows, server, cohort_n, cohort_ok, parts = raw
+    m = MODEL
+    step = m["sample_s"]
+    end_s = trigger_start_s + trigger_duration_s
     t = [r[0] for r in rows]
     goodput = [r[1] / step for r in rows]
     offered = [r[2] / step for r in rows]
@@ -252,43 +239,67 @@ def run_storm(policy: str, *, utilisation: float = 0.88, trigger: str = "spike",
     requests = [c / step for c in cohort_n]
     success = [ok / c if c else 1.0 for ok, c in zip(cohort_ok, cohort_n)]
     recovered, recovery_s, share0 = _recovery(t, requests, success, trigger_start_s, end_s)
-    counts = {"requests": sum(cohort_n), "ok": sum(cohort_ok)}
-
-    def mean(xs):
-        return sum(xs) / len(xs) if xs else 0.0
-
+    n_req, n_ok = sum(cohort_n), sum(cohort_ok)
     before = [g for x, g in zip(t, goodput) if x <= trigger_start_s + 1e-9]
     after = [g for x, g in zip(t, goodput) if x - step >= end_s - 1e-9]
     last20 = [g for x, g in zip(t, goodput) if x > duration_s - 20.0 + 1e-9]
     summary = {
-        "policy": policy, "trigger": trigger, "trigger_size": float(trigger_size),
-        "trigger_start_s": float(trigger_start_s), "trigger_end_s": float(end_s),
-        "duration_s": float(duration_s), "utilisation": float(utilisation), "seed": seed,
-        "arrival_rate_per_s": rate, "capacity_per_s": m["workers"] / m["service_mean_s"],
+        "policy": policy, "trigger": trigger, "trigger_size": trigger_size,
+        "trigger_start_s": trigger_start_s, "trigger_end_s": end_s,
+        "duration_s": duration_s, "utilisation": utilisation, "seed": seed,
+        "arrival_rate_per_s": utilisation * m["workers"] / m["service_mean_s"],
+        "capacity_per_s": m["workers"] / m["service_mean_s"],
         "workers": m["workers"], "service_mean_s": m["service_mean_s"],
         "queue_limit": m["queue_limit"], "attempt_timeout_s": m["attempt_timeout_s"],
         "max_attempts": 1 if policy == "no_retry" else m["max_attempts"],
-        "requests": counts["requests"], "succeeded": counts["ok"],
-        "success_rate": counts["ok"] / max(1, counts["requests"]),
-        "attempts": server["arrived"], "attempts_per_request": server["arrived"] / max(1, counts["requests"]),
+        "requests": n_req, "succeeded": n_ok, "success_rate": n_ok / max(1, n_req),
+        "attempts": server["arrived"], "attempts_per_request": server["arrived"] / max(1, n_req),
         "rejected": server["rejected"], "timed_out": server["timed_out"],
         # share of the server's finished work whose caller had already given up
         "wasted_share": 1.0 - server["delivered_ok"] / max(1, server["completed"]),
-        "goodput_before_per_s": mean(before), "goodput_after_per_s": mean(after),
-        "goodput_last20_per_s": mean(last20), "success_share_before": share0,
-        "mean_queue_after": mean([q for x, q in zip(t, queue) if x - step >= end_s - 1e-9]),
+        "goodput_before_per_s": _mean(before), "goodput_after_per_s": _mean(after),
+        "goodput_last20_per_s": _mean(last20), "success_share_before": share0,
+        "mean_queue_after": _mean([q for x, q in zip(t, queue) if x - step >= end_s - 1e-9]),
         "recovered": recovered, "recovery_s": recovery_s,
         "retries": parts["retry"]["retries"],
     }
     if "budget" in parts:
         summary["budget_denied"] = parts["budget"]["denied"]
     if "breaker" in parts:
-        b = parts["breaker"]
-        summary["breaker_opened"] = sum(1 for _, _, new in b["transitions"] if new == State.OPEN.value)
-        summary["breaker_rejected"] = b["calls_rejected"]
+        summary["breaker_opened"] = parts["breaker"]["opened"]
+        summary["breaker_rejected"] = parts["breaker"]["calls_rejected"]
     return {"policy": policy, "t": t, "goodput": goodput, "offered": offered,
             "requests": requests, "success": success, "queue": queue, "recovered": recovered,
             "recovery_s": recovery_s, "summary": summary}
+
+
+def run_storm(policy: str, *, utilisation: float = 0.88, trigger: str = "spike",
+              trigger_size: float = 2.0, trigger_start_s: float = 20.0,
+              trigger_duration_s: float = 10.0, duration_s: float = 90.0, seed: int = 0) -> dict:
+    """Run the retry-storm experiment once, in virtual time (it blocks; widgets and code that
+    must not freeze a running loop use `await run_storm_async(...)`).
+
+    `policy`: one of POLICIES. `utilisation`: base load as a share of capacity (0, 0.97].
+    `trigger`: "spike" multiplies the arrival rate by `trigger_size`, "slowdown" the service
+    time, from `trigger_start_s` for `trigger_duration_s` seconds. Returns per-second series
+    `t` (end of each 1-s sample), `goodput` (successful responses/s), `offered` (attempts/s
+    reaching the server), `queue` (queue length at t); per 1-s cohort of arrivals, `requests`
+    (new client requests/s) and `success` (share of them that eventually succeeded); then
+    `recovered`, `recovery_s` (see `_recovery`; None when it never recovered) and `summary`
+    (plain JSON-able numbers). Wall time grows with the attempts simulated: see
+    benchmarks/bench_sim.py and the chapter, which prints what each run took.
+    """
+    args = _check(policy, utilisation, trigger, trigger_size, trigger_start_s,
+                  trigger_duration_s, duration_s, seed)
+    return _result(sim.run(_simulation(**args), seed=args["seed"]), **args)
+
+
+async def run_storm_async(policy: str, **kwargs) -> dict:
+    """`await run_storm_async(policy, ...)`: run_storm's result, computed in a worker thread so
+    the caller's loop (real services, live charts) keeps running; cancelling it stops the run."""
+    args = _check(**{**_RUN_DEFAULTS, **kwargs, "policy": policy})
+    raw = await sim.run_async(_simulation(**args), seed=args["seed"])
+    return _result(raw, **args)
 
 
 def _legend(r: dict) -> str:
@@ -349,117 +360,13 @@ def plot_storm(results) -> "Figure":
     return fig
 
 
-class StormLab:
-    """Policy, trigger, size and trigger-length controls; every change re-runs and redraws.
-
-    The chart overlays every policy run with the current trigger settings, so switching the
-    policy compares them. `run(**kwargs)` does the same from code and returns the result.
-    """
-
-    def __init__(self, **defaults):
-        self.defaults = dict(defaults)
-        self.results: dict[tuple, dict[str, dict]] = {}
-        self.last: dict | None = None
-        style = {"description_width": "110px"}
-        layout = W.Layout(width="380px")
-        self.policy = W.Dropdown(options=POLICIES, value=defaults.get("policy", "retries"),
-                                 description="client policy", style=style, layout=layout)
-        self.trigger = W.Dropdown(options=TRIGGERS, value=defaults.get("trigger", "spike"),
-                                  description="trigger", style=style, layout=layout)
-        size = defaults.get("trigger_size", 2.0)
-        length = defaults.get("trigger_duration_s", 10.0)
-        self.size = W.FloatSlider(size, min=min(1.0, size), max=max(4.0, size), step=0.25,
-                                  description="trigger size (x)", readout_format=".2f",
-                                  continuous_update=False, style=style, layout=layout)
-        self.duration = W.FloatSlider(length, min=min(1.0, length), max=max(30.0, length),
-                                      step=1.0, description="trigger length (s)",
-                                      readout_format=".0f", continuous_update=False,
-                                      style=style, layout=layout)
-        self.status = W.HTML()
-        self.chart = W.Output().add_class("labkit-chart")
-        self.widget = W.VBox([W.HBox([W.VBox([self.policy, self.trigger]),
-                                      W.VBox([self.size, self.duration])]),
-                              self.status, self.chart])
-        self._syncing = False
-        for control in (self.policy, self.trigger, self.size, self.duration):
-            control.observe(self._on_change, names="value")
-
-    _CONTROLS = {"policy": "policy", "trigger": "trigger", "trigger_size": "size",
-                 "trigger_duration_s": "duration"}
-
-    def _on_change(self, _change) -> None:
-        if self._syncing:
-            return
-        try:
-            self.run()
-        except ValueError as err:
-            self.status.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
-
-    def run(self, **kwargs) -> dict:
-        """Run with the controls' values (overridden by `kwargs`), redraw, return the result."""
-        params = {k: v for k, v in self.defaults.items()}
-        params.update({k: getattr(self, attr).value for k, attr in self._CONTROLS.items()})
-        params.update(kwargs)
-        policy = params.pop("policy")
-        self.status.value = f"running {html.escape(str(policy))}…"
-        result = run_storm(policy, **params)  # raises ValueError before any control moves
-        self._sync(policy, params)
-        s = result["summary"]
-        key = tuple(sorted((k, v) for k, v in params.items()))
-        self.results.setdefault(key, {})[policy] = result
-        self.last = result
-        self.draw(key)
-        verdict = (f"{_verdict(result)} (once the trigger ended)" if result["recovered"] else
-                   f"<b>did not recover</b>: goodput {s['goodput_last20_per_s']:.0f}/s in the last "
-                   f"20 s against {s['goodput_before_per_s']:.0f}/s before the trigger")
-        self.status.value = (f"{html.escape(_LABELS[policy])}: {verdict}; "
-                             f"{s['attempts_per_request']:.2f} attempts per request, "
-                             f"{s['wasted_share']:.0%} of the server's work wasted")
-        return result
-
-    def _sync(self, policy, params) -> None:
-        self._syncing = True
-        try:
-            self.policy.value = policy
-            self.trigger.value = params["trigger"]
-            for attr, key in (("size", "trigger_size"), ("duration", "trigger_duration_s")):
-                control, value = getattr(self, attr), params[key]
-                control.max = max(control.max, value)
-                control.min = min(control.min, value)
-                control.value = value
-        finally:
-            self._syncing = False
-
-    def draw(self, key=None) -> None:
-        if key is None and self.last is None:
-            return
-        runs = self.results.get(key, {}) if key is not None else {self.last["policy"]: self.last}
-        ordered = [runs[p] for p in POLICIES if p in runs]
-        show_png(self.chart, figure_png(plot_storm(ordered)), "<retry storm chart>")
-
-    def _ipython_display_(self):
-        from IPython.display import display
-        if self.last is None:
-            try:
-                self.run()
-            except ValueError as err:
-                self.status.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
-        display(self.widget)
-
-
 _RUN_DEFAULTS = {"policy": "retries", "utilisation": 0.88, "trigger": "spike", "trigger_size": 2.0,
                  "trigger_start_s": 20.0, "trigger_duration_s": 10.0, "duration_s": 90.0, "seed": 0}
 
 
-def storm_lab(**defaults) -> StormLab:
-    """The retry-storm experiment as a widget. `defaults` are run_storm keyword arguments
-    (policy, trigger, trigger_size, trigger_duration_s set the controls' starting values).
-
-    Nothing runs until the widget is displayed or a control moves (or `.run()` is called).
-    """
-    unknown = set(defaults) - set(_RUN_DEFAULTS)
-    if unknown:
-        raise ValueError(f"storm_lab got unknown argument(s) {sorted(unknown)}; it takes "
-                         f"run_storm's keyword arguments {sorted(_RUN_DEFAULTS)}")
-    _check(**{**_RUN_DEFAULTS, **defaults})
-    return StormLab(**defaults)
+def __getattr__(name: str):
+    """`StormLab` and `storm_lab` live in labkit.labs.storm_widget (the ipywidgets part)."""
+    if name in ("StormLab", "storm_lab"):
+        from labkit.labs import storm_widget
+        return getattr(storm_widget, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,8 +89,7 @@ class BreakerTimeline:
                                         and isinstance(getattr(breaker, "listeners", None), list)):
             raise ValueError(f"breaker must be a labkit breaker (CircuitBreaker(...)) or None, "
                              f"got {breaker!r}")
-        if title is not None and not isinstance(title, str):
-            raise ValueError(f"title must be a string or None, got {title!r}")
+        validate.text("title", title, optional=True)
         self.timeout_s = validate.number("timeout_s", timeout_s, 0, 60, lo_open=True, unit=" s")
         self.window_s = validate.number("window_s", window_s, 0, 3600, lo_open=True, unit=" s")
         self.refresh_s = validate.number("refresh_s", refresh_s, 0.05, 600, unit=" s")

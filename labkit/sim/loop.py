@@ -20,11 +20,12 @@ import concurrent.futures
 import contextvars
 import heapq
 import selectors
+import threading
 from typing import Any, Awaitable, Callable
 
-from labkit._core import seeding
+from labkit._core import seeding, validate
 
-__all__ = ["SimDeadlock", "SimTimeout", "VirtualClockLoop", "run", "now", "rng"]
+__all__ = ["SimDeadlock", "SimTimeout", "VirtualClockLoop", "run", "run_async", "now", "rng"]
 
 class SimDeadlock(RuntimeError):
     """Nothing is scheduled, yet tasks still wait: they wait for something that never comes."""
@@ -113,6 +114,8 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def call_at(self, when, callback, *args, context=None):
         if when is None:
             raise TypeError("when cannot be None")
+        if when != when:  # NaN would break the heap's order and stall the clock
+            raise ValueError(f"when must be a number of virtual seconds, got {when!r}")
         if self._closed:
             raise RuntimeError("Event loop is closed")
         timer = _Timer(when, callback, args, self, context)
@@ -121,6 +124,8 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return timer
 
     def call_later(self, delay, callback, *args, context=None):
+        if delay != delay:
+            raise ValueError(f"delay must be a number of virtual seconds, got {delay!r}")
         return self.call_at(self._vnow + delay, callback, *args, context=context)
 
     def call_soon(self, callback, *args, context=None):
@@ -131,21 +136,28 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return handle
 
     def _timer_handle_cancelled(self, handle):
-        if handle._scheduled:
-            self._vcancelled += 1
-            heap = self._vheap
-            if self._vcancelled > 512 and 2 * self._vcancelled > len(heap):
-                kept = [e for e in heap if not e[2]._cancelled]
-                for e in heap:
-                    if e[2]._cancelled:
-                        e[2]._scheduled = False
-                heapq.heapify(kept)
-                self._vheap = kept
-                self._vcancelled = 0
+        # TimerHandle.cancel() calls this once, *before* it sets handle._cancelled, and only
+        # for a timer still in the heap (_scheduled). So a compaction here must drop `handle`
+        # too: keeping it would leave a cancelled timer in the heap that the counter missed.
+        if not handle._scheduled:
+            return
+        self._vcancelled += 1
+        heap = self._vheap
+        if self._vcancelled > 512 and 2 * self._vcancelled > len(heap):
+            kept = []
+            for entry in heap:
+                timer = entry[2]
+                if timer._cancelled or timer is handle:
+                    timer._scheduled = False
+                else:
+                    kept.append(entry)
+            heapq.heapify(kept)
+            self._vheap = kept
+            self._vcancelled = 0
 
     def pending_timers(self) -> int:
-        """Timers still scheduled (not cancelled)."""
-        return sum(1 for e in self._vheap if not e[2]._cancelled)
+        """Timers still scheduled (not cancelled, not yet due): exact, O(1)."""
+        return len(self._vheap) - self._vcancelled
 
     def _run_once(self):
         ready = self._ready
@@ -165,10 +177,11 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         now = self._vnow
         while heap and heap[0][0] <= now:
             timer = pop(heap)[2]
+            timer._scheduled = False
             if timer._cancelled:
                 self._vcancelled -= 1
-            timer._scheduled = False
-            ready.append(timer)
+            else:
+                ready.append(timer)
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle._cancelled:
@@ -176,7 +189,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         handle = None
 
     def close(self):
+        for entry in self._vheap:
+            entry[2]._scheduled = False   # a later cancel() of these counts nothing
         self._vheap.clear()
+        self._vcancelled = 0
         super().close()
 
 
@@ -200,7 +216,32 @@ def rng(name: str, seed: int | None = None):
     return seeding.rng(f"sim:{name}", _run_seed(seed))
 
 
-def _run_here(main, seed, until_s, progress):
+class _Control:
+    """Lets the caller's thread cancel a run going on in a worker thread (see `run_async`)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop = self._task = None
+        self.cancelled = False
+
+    def attach(self, loop, task) -> bool:
+        """Called by the worker once the run's task exists; True if already cancelled."""
+        with self._lock:
+            self._loop, self._task = loop, task
+            return self.cancelled
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            loop, task = self._loop, self._task
+        if task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the run just ended and closed its loop
+                pass
+
+
+def _run_here(main, seed, until_s, progress, control=None):
     loop = VirtualClockLoop(seed=seed)
     bar = None
     try:
@@ -209,6 +250,8 @@ def _run_here(main, seed, until_s, progress):
         if not asyncio.iscoroutine(coro):
             raise ValueError(f"main must be a coroutine function (async def), got {main!r}")
         task = loop.create_task(coro)
+        if control is not None and control.attach(loop, task):
+            task.cancel()
         hit_limit = []
         if until_s is not None:
             def _limit():
@@ -260,20 +303,51 @@ def _progress(loop, until_s):
     return bar
 
 
-def run(main: Callable[[], Awaitable[Any]], *, seed: int = 0, until_s: float | None = None,
+def _check_run(seed, until_s, progress) -> float | None:
+    if seed is not None:
+        validate.integer("seed", seed)
+    validate.boolean("progress", progress)
+    return validate.optional_number("until_s", until_s, 0.0, unit=" virtual seconds")
+
+
+def run(main: Callable[[], Awaitable[Any]], *, seed: int | None = 0, until_s: float | None = None,
         progress: bool = False) -> Any:
     """Run `main()` to completion on a fresh virtual loop and return its result.
 
-    `seed` seeds every `labkit.sim.rng` / `SimService` draw in the run. `until_s` stops the run
-    at that virtual time (raises SimTimeout). `progress=True` shows a tqdm bar of virtual time.
-    Called from inside a running loop (a Jupyter cell), it runs in a worker thread and blocks
-    until done: the kernel's loop is never nested or re-entered.
+    `seed` seeds every `labkit.sim.rng` / `SimService` draw in the run (None: the course seed).
+    `until_s` stops the run at that virtual time (raises SimTimeout). `progress=True` shows a
+    tqdm bar of virtual time. Called from inside a running loop (a Jupyter cell), it runs in a
+    worker thread and *blocks* that loop until done (the loop is never nested or re-entered):
+    fine in a cell, wrong in a widget callback, which must `await run_async(...)` instead so
+    real services and live charts keep running.
     """
-    if until_s is not None and not (isinstance(until_s, (int, float)) and until_s >= 0):
-        raise ValueError(f"until_s must be a number of virtual seconds >= 0 or None, got {until_s!r}")
+    until_s = _check_run(seed, until_s, progress)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return _run_here(main, seed, until_s, progress)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-sim") as pool:
         return pool.submit(_run_here, main, seed, until_s, progress).result()
+
+
+async def run_async(main: Callable[[], Awaitable[Any]], *, seed: int | None = 0,
+                    until_s: float | None = None, timeout_s: float | None = None) -> Any:
+    """`await run_async(main)`: like `run`, but the caller's loop keeps running meanwhile.
+
+    The simulation runs on its own virtual loop in a worker thread (the loop's default
+    executor), so a widget callback that awaits it does not freeze real services or live
+    charts. Cancelling the await cancels the simulation too (its result is dropped), which is
+    how a newer slider move supersedes an older run. `timeout_s` bounds the wait in real
+    seconds (TimeoutError; None: no bound). Defined for chapter 05's storm lab.
+    """
+    until_s = _check_run(seed, until_s, False)
+    timeout_s = validate.optional_number("timeout_s", timeout_s, 0.0, lo_open=True,
+                                         unit=" seconds")
+    loop = asyncio.get_running_loop()
+    control = _Control()
+    future = loop.run_in_executor(None, _run_here, main, seed, until_s, False, control)
+    try:
+        return await asyncio.wait_for(future, timeout_s)
+    except BaseException:
+        control.cancel()
+        raise

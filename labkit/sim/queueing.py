@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, NamedTuple
 
+from labkit._core import validate
 from labkit.patterns.deadline import Deadline, DeadlineExceeded
 from labkit.patterns.errors import ErrorKind, ServiceError
 from labkit.sim.loop import rng
@@ -26,11 +27,18 @@ __all__ = ["Fixed", "Exponential", "LogNormal", "RequestRecord", "SimService",
 _Z99 = 2.3263478740408408  # standard normal 0.99 quantile
 
 
+def _store(obj, name: str, value: float) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclass: keep the checked float
+
+
 @dataclass(frozen=True)
 class Fixed:
-    """Always `value_s` seconds."""
+    """Always `value_s` seconds (finite, >= 0)."""
 
     value_s: float
+
+    def __post_init__(self):
+        _store(self, "value_s", validate.number("value_s", self.value_s, 0.0, unit=" seconds"))
 
     def sampler(self, r) -> Callable[[], float]:
         v = float(self.value_s)
@@ -43,13 +51,13 @@ class Fixed:
 
 @dataclass(frozen=True)
 class Exponential:
-    """Exponential service time with mean `mean_s` (the M in M/M/1)."""
+    """Exponential service time with mean `mean_s` (the M in M/M/1; finite, > 0)."""
 
     mean_s: float
 
     def __post_init__(self):
-        if not self.mean_s > 0:
-            raise ValueError(f"mean_s must be > 0 seconds, got {self.mean_s!r}")
+        _store(self, "mean_s", validate.number("mean_s", self.mean_s, 0.0, lo_open=True,
+                                               unit=" seconds"))
 
     def sampler(self, r) -> Callable[[], float]:
         rate = 1.0 / self.mean_s
@@ -64,12 +72,15 @@ class LogNormal:
     mu: float
     sigma: float
 
+    def __post_init__(self):
+        _store(self, "mu", validate.number("mu", self.mu, -50.0, 50.0, unit=" (log seconds)"))
+        _store(self, "sigma", validate.number("sigma", self.sigma, 0.0, 10.0))
+
     @classmethod
     def from_p50_p99(cls, p50_s: float, p99_s: float) -> "LogNormal":
-        if not p50_s > 0:
-            raise ValueError(f"p50_s must be > 0 seconds, got {p50_s!r}")
-        if not p99_s > p50_s:
-            raise ValueError(f"p99_s must be > p50_s ({p50_s}), got {p99_s!r}")
+        p50_s = validate.number("p50_s", p50_s, 0.0, lo_open=True, unit=" seconds")
+        p99_s = validate.number("p99_s", p99_s, p50_s, lo_open=True,
+                                unit=" seconds (above p50_s)")
         return cls(math.log(p50_s), (math.log(p99_s) - math.log(p50_s)) / _Z99)
 
     @property
@@ -82,13 +93,19 @@ class LogNormal:
 
 
 def _as_latency(latency):
-    if isinstance(latency, (int, float)) and not isinstance(latency, bool):
-        if latency < 0:
-            raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
-        return Fixed(float(latency))
     if hasattr(latency, "sampler"):
         return latency
-    raise ValueError(f"latency must be seconds (float) or Fixed/Exponential/LogNormal, got {latency!r}")
+    if isinstance(latency, (int, float)) and not isinstance(latency, bool):
+        return Fixed(validate.number("latency", latency, 0.0, unit=" seconds"))
+    raise ValueError(f"latency must be seconds (a finite number >= 0) or a Fixed/Exponential/"
+                     f"LogNormal, got {latency!r}")
+
+
+def _timeout(timeout_s):
+    """`timeout_s` as a finite float >= 0, or None (the fast path skips the generic check)."""
+    if timeout_s is None or (type(timeout_s) is float and 0.0 <= timeout_s < math.inf):
+        return timeout_s
+    return validate.optional_number("timeout_s", timeout_s, 0.0, unit=" seconds")
 
 
 # -- queueing service ---------------------------------------------------------------------
@@ -124,24 +141,28 @@ class SimService:
     once (503, definite). The server keeps working on requests whose caller timed out (as a
     real one does) unless the caller propagated a `Deadline`, in which case queued work whose
     deadline passed is dropped (504) without using a worker.
+
+    With `record=True` it keeps a `RequestRecord` per request in `records`, the first
+    `max_records` of them (later ones are only counted in `records_dropped`); the counters
+    (`arrived`, `completed`, ... see `summary`) always cover every request.
     """
 
     def __init__(self, name: str, *, workers: int = 1, queue_limit: int | None = None,
                  latency=0.01, error_rate: float = 0.0, seed: int | None = None,
-                 record: bool = True):
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-        if queue_limit is not None and (isinstance(queue_limit, bool) or not isinstance(queue_limit, int)
-                                        or queue_limit < 0):
-            raise ValueError(f"queue_limit must be an int >= 0 or None (unbounded), got {queue_limit!r}")
-        if not (isinstance(error_rate, (int, float)) and 0 <= error_rate <= 1):
-            raise ValueError(f"error_rate must be in [0, 1], got {error_rate!r}")
-        self.name = name
-        self.workers = workers
+                 record: bool = True, max_records: int = 1_000_000):
+        self.workers = validate.integer("workers", workers, 1)
+        if queue_limit is not None:
+            try:
+                queue_limit = validate.integer("queue_limit", queue_limit, 0)
+            except ValueError as e:
+                raise ValueError(f"{e} (or None: unbounded)") from None
         self.queue_limit = queue_limit
         self.latency = _as_latency(latency)
-        self.error_rate = float(error_rate)
-        self.record = record
+        self.error_rate = validate.number("error_rate", error_rate, 0.0, 1.0)
+        self.record = validate.boolean("record", record)
+        self.max_records = validate.integer("max_records", max_records, 0)
+        self.records_dropped = 0
+        self.name = name
         self.rng = rng(f"service:{name}", seed)
         self._draw_latency = self.latency.sampler(self.rng)
         self._random = self.rng.random
@@ -171,6 +192,7 @@ class SimService:
 
         Callback-based (no Task per request), which keeps the simulator fast.
         """
+        timeout_s = _timeout(timeout_s)
         loop = asyncio.get_running_loop()
         t = loop.time()
         fut = loop.create_future()
@@ -191,7 +213,7 @@ class SimService:
             if job.timer is not None:
                 job.timer.cancel()
             if self.record:
-                self.records.append(RequestRecord(job.id, t, t, t, 503, "rejected"))
+                self._keep(RequestRecord(job.id, t, t, t, 503, "rejected"))
             fut.set_exception(ServiceError(ErrorKind.UNAVAILABLE, f"{self.name}: queue full",
                                            status=503))
         return fut
@@ -233,9 +255,15 @@ class SimService:
                 self.delivered_ok += 1
                 fut.set_result(job.id)
         if self.record:
-            self.records.append(RequestRecord(job.id, job.arrival, job.start, t,
-                                              500 if failed else 200, client))
+            self._keep(RequestRecord(job.id, job.arrival, job.start, t, 500 if failed else 200,
+                                     client))
         self._next(loop, t)
+
+    def _keep(self, record: RequestRecord) -> None:
+        if len(self.records) < self.max_records:
+            self.records.append(record)
+        else:
+            self.records_dropped += 1
 
     def _next(self, loop, t):
         q = self._queue
@@ -246,7 +274,7 @@ class SimService:
                 if not job.fut.done():
                     job.fut.set_exception(DeadlineExceeded(f"{self.name}: deadline passed in queue"))
                 if self.record:
-                    self.records.append(RequestRecord(job.id, job.arrival, t, t, 504, "expired"))
+                    self._keep(RequestRecord(job.id, job.arrival, t, t, 504, "expired"))
                 continue
             self._start(loop, job, t)
 
@@ -255,6 +283,7 @@ class SimService:
                 "arrived": self.arrived, "completed": self.completed,
                 "delivered_ok": self.delivered_ok, "rejected": self.rejected,
                 "dropped": self.dropped, "timed_out": self.timed_out,
+                "records_dropped": self.records_dropped,
                 "busy_time_s": self.busy_time, "in_system": self.in_system()}
 
 
@@ -262,27 +291,34 @@ class SimService:
 
 async def poisson_arrivals(rate_per_s: float, duration_s: float,
                            request: Callable[[], Awaitable[Any]], *, seed: int | None = None,
-                           name: str = "arrivals") -> list:
+                           name: str = "arrivals", keep_results: bool = True) -> list | int:
     """Start `request()` at Poisson arrival times for `duration_s`; wait for all of them.
 
-    Returns the results in arrival order (an exception object where a request raised).
+    Returns the results in arrival order (an exception object where a request raised). With
+    `keep_results=False` it returns only how many requests it started and keeps nothing per
+    request (memory bounded by the requests in flight: use it for long runs, and count what
+    you need inside `request`); an exception escaping `request` is then a bug, raised once all
+    requests have finished.
     """
-    if not (isinstance(rate_per_s, (int, float)) and rate_per_s > 0):
-        raise ValueError(f"rate_per_s must be > 0 arrivals per second, got {rate_per_s!r}")
-    if not (isinstance(duration_s, (int, float)) and duration_s >= 0):
-        raise ValueError(f"duration_s must be >= 0 seconds, got {duration_s!r}")
+    rate_per_s = validate.number("rate_per_s", rate_per_s, 0.0, lo_open=True,
+                                 unit=" arrivals per second")
+    duration_s = validate.number("duration_s", duration_s, 0.0, unit=" seconds")
+    keep = validate.boolean("keep_results", keep_results)
     loop = asyncio.get_running_loop()
     expo = rng(name, seed).expovariate
     end = loop.time() + duration_s
     results: list = []
-    state = [0, True]  # pending requests, still generating
+    state = [0, True, 0, None]  # pending requests, still generating, started, first error
     done = loop.create_future()
     running: set[asyncio.Task] = set()
 
     def finished(task):
         running.discard(task)
         state[0] -= 1
-        if task.cancelled():
+        if not keep:
+            if not task.cancelled() and task.exception() is not None and state[3] is None:
+                state[3] = task.exception()
+        elif task.cancelled():
             results[task.labkit_index] = asyncio.CancelledError()
         else:
             exc = task.exception()
@@ -292,9 +328,11 @@ async def poisson_arrivals(rate_per_s: float, duration_s: float,
 
     def arrive():
         task = loop.create_task(request())
-        task.labkit_index = len(results)
-        results.append(None)
+        if keep:
+            task.labkit_index = len(results)
+            results.append(None)
         state[0] += 1
+        state[2] += 1
         running.add(task)
         task.add_done_callback(finished)
         schedule(loop.time())
@@ -315,20 +353,24 @@ async def poisson_arrivals(rate_per_s: float, duration_s: float,
         for t in list(running):
             t.cancel()
         raise
-    return results
+    if state[3] is not None:
+        raise state[3]
+    return results if keep else state[2]
 
 
 class Monitor:
     """Samples services every `every_s` virtual seconds: queue, busy, goodput, throughput.
 
     Start it inside the simulation (`Monitor([svc], every_s=1.0)`); read `rows` afterwards.
+    It keeps the first `max_rows` rows (one per service per sample) and counts the rest in
+    `rows_dropped`; call `stop()` when done.
     """
 
-    def __init__(self, services, every_s: float = 1.0):
-        if not (isinstance(every_s, (int, float)) and every_s > 0):
-            raise ValueError(f"every_s must be > 0 seconds, got {every_s!r}")
+    def __init__(self, services, every_s: float = 1.0, *, max_rows: int = 1_000_000):
+        self.every_s = validate.number("every_s", every_s, 0.0, lo_open=True, unit=" seconds")
+        self.max_rows = validate.integer("max_rows", max_rows, 0)
+        self.rows_dropped = 0
         self.services = list(services) if isinstance(services, (list, tuple)) else [services]
-        self.every_s = float(every_s)
         self.rows: list[dict] = []
         self._loop = asyncio.get_running_loop()
         self._last = {s.name: (s.delivered_ok, s.completed) for s in self.services}
@@ -339,11 +381,14 @@ class Monitor:
         t = self._loop.time()
         for s in self.services:
             ok0, done0 = self._last[s.name]
+            self._last[s.name] = (s.delivered_ok, s.completed)
+            if len(self.rows) >= self.max_rows:
+                self.rows_dropped += 1
+                continue
             self.rows.append({"t": t, "service": s.name, "queue": s.queue_length, "busy": s.busy,
                               "in_system": s.in_system(),
                               "goodput_per_s": (s.delivered_ok - ok0) / self.every_s,
                               "throughput_per_s": (s.completed - done0) / self.every_s})
-            self._last[s.name] = (s.delivered_ok, s.completed)
         if not self._stopped:
             self._handle = self._loop.call_later(self.every_s, self._sample)
 

@@ -270,8 +270,7 @@ def watch(call, *, rate_per_s: float = 10.0, window_s: float = 2.0, history_s: f
         faults = service if faults is None else faults
     if not callable(call):
         raise ValueError(f"call must be an async function or a service, got {call!r}")
-    if title is not None and not isinstance(title, str):
-        raise ValueError(f"title must be a string or None, got {title!r}")
+    validate.text("title", title, optional=True)
     start = validate.boolean("start", start)
     faults = _fault_model(faults)
     title = title or getattr(call, "__name__", "calls")

@@ -17,6 +17,7 @@ import weakref
 
 import ipywidgets as W
 
+from labkit._core import validate
 from labkit.services.faults import ERROR_STATUSES, LATENCY_DISTS, FaultModel
 
 __all__ = ["FaultPanel", "panel", "applies", "WIDTH_PX"]
@@ -172,8 +173,7 @@ def panel(target, *, title: str | None = None) -> FaultPanel:
     if not isinstance(faults, FaultModel):
         raise ValueError(f"target must be a labkit service (await labkit.start_service(...)) "
                          f"or a FaultModel, got {target!r}")
-    if title is not None and not isinstance(title, str):
-        raise ValueError(f"title must be a string or None, got {title!r}")
+    validate.text("title", title, optional=True)
     previous = _panels.get(id(faults))
     if previous is not None and previous.faults is faults:
         previous.close()

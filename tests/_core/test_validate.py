@@ -42,3 +42,11 @@ def test_integer_and_choice_and_boolean():
     assert v.boolean("outage", False) is False
     with pytest.raises(ValueError, match="outage must be True or False, got 1"):
         v.boolean("outage", 1)
+
+
+def test_text():
+    assert v.text("title", "x") == "x" and v.text("title", None, optional=True) is None
+    with pytest.raises(ValueError, match="title must be a string or None, got 3"):
+        v.text("title", 3, optional=True)
+    with pytest.raises(ValueError, match="title must be a string, got None"):
+        v.text("title", None)

@@ -73,6 +73,11 @@ def test_same_seed_same_result_and_json():
     ((3, 3), {"failure_rate": 1.5}, "failure_rate"),
     ((3, 3), {"seed": None}, "seed"),
     ((8, 6), {}, "attempts\\*\\*layers"),
+    ((3, 3), {"requests": 10.0}, "requests"),
+    ((3, True), {}, "attempts"),
+    ((3, 3), {"failure_rate": float("nan")}, "failure_rate"),
+    ((3, 3), {"failure_rate": True}, "failure_rate"),
+    ((3, 3), {"seed": 1.0}, "seed"),
 ])
 def test_bad_arguments_name_themselves(args, kwargs, needle):
     with pytest.raises(ValueError, match=needle):
@@ -86,3 +91,23 @@ def test_plot_is_log_scale_with_one_line_per_policy():
     assert len(ax.get_lines()) == len(POLICIES) + 1         # + attempts**layers
     with pytest.raises(ValueError, match="results"):
         plot_amplification([])
+
+
+def _peak_bytes(requests):
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        r = amplification(1, 1, requests=requests, failure_rate=0.0)
+        return tracemalloc.get_traced_memory()[1], r
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_as_requests_grow():
+    # Before: every request's Task was kept until the end (~5 MB more for 4 500 requests).
+    # Both runs fill the Retry's event log (its newest 1000 events), a fixed cost.
+    _peak_bytes(50)                            # one-time allocations (imports, caches) first
+    small, r1 = _peak_bytes(1_500)
+    large, r2 = _peak_bytes(6_000)
+    assert r1["succeeded"] == 1_500 and r2["succeeded"] == 6_000
+    assert large - small < 100_000, (small, large)

@@ -55,6 +55,11 @@ def test_deterministic_and_seeded():
     ({"clients": 0, "strategy": "full"}, "clients"),
     ({"clients": 10, "strategy": "full", "runs": 0}, "runs"),
     ({"clients": 10, "strategy": "full", "engine": "gpu"}, "engine"),
+    ({"clients": 10.0, "strategy": "full"}, "clients"),
+    ({"clients": True, "strategy": "full"}, "clients"),
+    ({"clients": 10, "strategy": "full", "runs": 2.0}, "runs"),
+    ({"clients": 10, "strategy": "full", "seed": "0"}, "seed"),
+    ({"clients": 10, "strategy": "full", "seed": 1.5}, "seed"),
 ])
 def test_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle):

@@ -133,6 +133,11 @@ def test_runs_from_inside_a_running_loop_like_a_notebook_cell():
     ({"policy": "retries", "duration_s": 5.0}, "duration_s"),
     ({"policy": "retries", "duration_s": float("nan")}, "duration_s"),
     ({"policy": "retries", "seed": "0"}, "seed"),
+    ({"policy": "retries", "seed": True}, "seed"),
+    ({"policy": "retries", "utilisation": float("nan")}, "utilisation"),
+    ({"policy": "retries", "trigger_size": float("inf")}, "trigger_size"),
+    ({"policy": "retries", "trigger_size": True}, "trigger_size"),
+    ({"policy": "retries", "duration_s": 10 ** 400}, "duration_s"),
 ])
 def test_bad_arguments_name_themselves(kwargs, needle):
     policy = kwargs.pop("policy")
@@ -191,3 +196,88 @@ def test_lab_bad_arguments():
     with pytest.raises(ValueError, match="trigger_size"):
         lab.run(trigger_size=50.0)
     assert lab.size.value == 2.0 and lab.last is None           # nothing moved, nothing ran
+
+
+async def _until(predicate, timeout_s=120.0):
+    """Wait (real time, polling every 10 ms) until predicate() holds; fail after timeout_s."""
+    for _ in range(int(timeout_s / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def test_a_control_move_in_a_running_loop_does_not_freeze_it():
+    """In a kernel, widget callbacks run on the kernel's loop: the storm must run off it, so
+    real services and live charts keep going while it computes (issue 7)."""
+    async def kernel():
+        lab = storm_lab(duration_s=60.0)
+        ticks = [0]
+
+        async def ticker():                    # stands in for a live chart or a real service
+            while True:
+                await asyncio.sleep(0.01)
+                ticks[0] += 1
+
+        t = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        lab.policy.value = "no_retry"          # what a click does: the callback runs here
+        at_click, status = ticks[0], lab.status.value
+        await _until(lambda: lab.last is not None)
+        during = ticks[0] - at_click
+        t.cancel()
+        return lab, during, status
+
+    lab, during, status = asyncio.run(kernel())
+    assert during >= 2, f"the loop ticked {during} times while the storm ran"
+    assert "running" in status
+    assert lab.last == run_storm("no_retry", duration_s=60.0)
+    assert _png(lab).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "recovered" in lab.status.value
+
+
+def test_a_newer_control_move_supersedes_an_older_run():
+    async def kernel():
+        lab = storm_lab(policy="budget", **QUICK)
+        lab.policy.value = "no_retry"
+        first = lab._task
+        await asyncio.sleep(0.05)              # the first run is computing in its thread
+        lab.size.value = 3.0                   # moved again before the first run finished
+        result = await lab.wait(timeout_s=120)
+        assert first.cancelled()
+        return lab, result
+
+    lab, result = asyncio.run(kernel())
+    assert result is lab.last and result == run_storm("no_retry", trigger_size=3.0, **QUICK)
+    # The superseded run (size 2.0) was dropped: only the newest settings have a result.
+    assert [r["summary"]["trigger_size"] for runs in lab.results.values() for r in runs.values()] \
+        == [3.0]
+
+
+def test_a_bad_value_from_code_in_a_running_loop_is_shown_not_raised_later():
+    async def kernel():
+        lab = storm_lab(**QUICK)
+        lab.defaults["utilisation"] = 2.0      # a bad value reaches the next run
+        lab.policy.value = "no_retry"
+        await lab.wait(timeout_s=120)
+        return lab
+
+    lab = asyncio.run(kernel())
+    assert "utilisation" in lab.status.value and lab.last is None
+
+
+def test_a_run_keeps_no_list_per_request(monkeypatch):
+    """Arrivals are counted, not collected: a long run's memory is bounded by the requests in
+    flight (a 600-s run with retries has ~10^5 requests)."""
+    from labkit import sim
+    seen = []
+    original = sim.poisson_arrivals
+
+    async def spy(*args, **kwargs):
+        seen.append(kwargs.get("keep_results", True))
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(sim, "poisson_arrivals", spy)
+    r = run_storm("no_retry", **QUICK)
+    assert seen == [False, False]                      # base load and the spike
+    assert r["summary"]["requests"] > 1000
