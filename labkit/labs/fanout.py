@@ -49,18 +49,13 @@ def _delayed(log, ids: set, slow_s: float) -> dict:
     """For each request id in `ids`: did the server delay it? From the server's log entries
     (`Served`), newest first (a page's calls are the last logged).
 
-    The entry's `delay_s` (the delay the fault layer injected) is the ground truth. Without
-    that field (an older labkit.services), a delayed call is one the server held for at least
-    the delay; an undelayed GET /health is answered without yielding to the loop, so that is
-    right unless the OS stalls the process for `slow_ms` inside one request's handling, which
-    does happen on an overloaded machine.
+    The entry's `delay_s` (the delay the fault layer injected) is the ground truth, so a page
+    is classified the same way however busy the machine is. (`slow_s` is kept for callers.)
     """
     found: dict = {}
     for served in reversed(log):
         if served.request_id in ids:
-            delay_s = getattr(served, "delay_s", None)
-            found[served.request_id] = (delay_s > 0 if delay_s is not None
-                                        else served.duration_s >= slow_s - 1e-6)
+            found[served.request_id] = served.delay_s > 0
             if len(found) == len(ids):
                 break
     return found

@@ -94,6 +94,7 @@ class Served:
     fault: str          # "pass", "error", "outage", "reset", "deadline", "invalid" (400)
     duration_s: float
     request_id: str | None = None     # the X-Request-Id it carried
+    delay_s: float = 0.0              # the latency the fault layer injected (ground truth)
 
 
 def _json(status: int, body) -> web.Response:
@@ -252,6 +253,7 @@ class Service:
         headers = request.headers
         rid = headers.get(REQUEST_ID_HEADER)
         outcome, status, claim = "pass", 0, None
+        delay_s = 0.0
         try:
             budget = None
             raw = headers.get(DEADLINE_HEADER)
@@ -280,6 +282,7 @@ class Service:
                     return response
                 claim = verdict.token
             if fault.delay_s:                                              # 4. the work
+                delay_s = fault.delay_s
                 if budget is not None and fault.delay_s > budget:
                     await asyncio.sleep(budget)
                     outcome, status = "deadline", 504
@@ -316,7 +319,7 @@ class Service:
             self.counts[outcome] += 1
             self.status_counts[status] += 1
             self.log.append(Served(start, request.method, request.path, status, outcome,
-                                   loop_time() - start, rid))
+                                   loop_time() - start, rid, delay_s))
 
     # ---- REST handlers -------------------------------------------------------
     async def _health(self, request):

@@ -171,3 +171,23 @@ def test_resend_switch_is_feature_detected_on_other_aiohttp_versions(monkeypatch
     monkeypatch.setattr(runtime, "_aiohttp_version", lambda: (3, 8))
     assert runtime.no_hidden_resends(OldSession()) is True
     assert runtime.resends_disabled(OldSession()) is True
+
+
+def test_the_server_log_records_the_delay_it_injected(run):
+    """`Served.delay_s` is the ground truth the fan-out lab classifies pages by (chapter 1)."""
+    async def main():
+        svc = await Service(SPECS["users"], seed=5).start()
+        svc.faults.set(latency_dist="fixed", latency_ms=20, latency_rate=0.5)
+        client = labkit.AsyncClient(svc.url)
+        for _ in range(40):
+            await client.get("/health")
+        log = list(svc.log)
+        await labkit.shutdown()
+        await svc.stop()
+        return log
+
+    log = run(main())
+    delays = [s.delay_s for s in log]
+    assert set(delays) == {0.0, 0.02}, delays                   # about half delayed, exactly 20 ms
+    assert 8 <= sum(d > 0 for d in delays) <= 32
+    assert all(s.duration_s >= s.delay_s for s in log)
