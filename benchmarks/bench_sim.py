@@ -3,7 +3,8 @@
 Reference workload: Poisson arrivals at 1000/s for 100 virtual seconds into one service
 (20 workers, queue of 100, lognormal latency p50 10 ms / p99 60 ms, 10% errors); each client
 calls through a circuit breaker with a 50 ms timeout, up to 3 attempts with full-jitter
-backoff. Both models share labkit's pure pattern logic (CircuitBreaker, FullJitter) and the
+backoff, the whole call bounded by max_total_s (a running attempt is cut when it runs out).
+Both models share labkit's pure pattern logic (CircuitBreaker, FullJitter) and the
 same seeded random streams, so with continuous random times they make the same decisions:
 the printed outcome counts double as a cross-check that the two models are the same model.
 
@@ -86,15 +87,19 @@ def run_simpy(duration_s: float) -> dict:
         if not done.triggered:
             done.succeed(failed)
 
-    def attempt():
-        """One call: True ok, else an exception instance (like SimService.call)."""
+    def attempt(deadline):
+        """One call: True ok, else an exception instance (like SimService.call).
+
+        Like labkit's Retry, the attempt also races the rest of the total budget
+        (max_total_s), so both models pay for one total-time timer per attempt."""
         stats["attempts"] += 1
         if len(workers.queue) >= QUEUE and workers.count >= WORKERS:
             return ServiceError.from_status(503)
         done = env.event()
         env.process(server(done))
         timeout = env.timeout(TIMEOUT_S)
-        yield done | timeout
+        total = env.timeout(max(0.0, deadline - env.now))
+        yield done | timeout | total
         if done.triggered:
             return ServiceError.from_status(500) if done.value else True
         stats["timeouts"] += 1
@@ -112,7 +117,7 @@ def run_simpy(duration_s: float) -> dict:
                 ticket = breaker.acquire(env.now)
             except BreakerOpen:
                 return  # not retryable: give up
-            outcome = yield env.process(attempt())
+            outcome = yield env.process(attempt(deadline))
             if outcome is True:
                 breaker.record_success(ticket, env.now)
                 stats["ok"] += 1
