@@ -1,16 +1,20 @@
-"""The four harness properties, on the real chapter notebooks (executed headless):
+"""The five harness properties, on the real chapter notebooks (executed headless):
 
 (a) every notebook runs top to bottom as stored (unsolved exercises fall back);
 (b) with the reference solutions in the exercise cells, every check passes;
 (c) with known-wrong answers in the exercise cells, every check fails and the notebook
     still runs to the end;
-(d) ``make grade NB=...`` grades a learner's notebook and prints a score per exercise.
+(d) ``make grade NB=...`` grades a learner's notebook and prints a score per exercise;
+(e) every cell can be run again, in order and in reverse, and after the shutdown cell.
 """
+import re
 import subprocess
 import sys
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from testbook import testbook
 
 from labkit.checks import exercises_for
@@ -104,3 +108,95 @@ def test_grade_names_a_missing_notebook():
     done = subprocess.run([sys.executable, "-m", "labkit.checks.grade", "notebooks/nope.ipynb"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no notebook at" in done.stderr
+
+
+#: Cells whose result must not change when they run again: (notebook, cell id, what to compare).
+SAME_WHEN_RUN_AGAIN = {
+    ("01_sync.ipynb", "c07"): r"(?m)^(.+?)\s+(\d{3})\s",            # the REST tour's statuses
+    ("05_retries.ipynb", "c24"): r"orders created: (\d+)",          # the idempotency demo
+}
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                   for o in cell.get("outputs", []))
+
+
+def _shutdown_is_last(nb) -> bool:
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return "await labkit.shutdown()" in code[-1].source
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_chapter_ends_with_its_shutdown_cell(path):
+    assert _shutdown_is_last(nbformat.read(path, as_version=4)), path.name
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_e_every_cell_can_run_again_in_any_order(path):
+    """A learner re-runs cells: the chapter in order, then every cell again in order (the
+    state of the first run still there: created users, used keys, open charts), then every
+    cell in reverse order, then the shutdown cell, then the whole chapter once more from the
+    top. No cell may raise."""
+    nb = nbformat.read(path, as_version=4)
+    assert _shutdown_is_last(nb), "the last code cell must be `await labkit.shutdown()`"
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    body, last = code[:-1], code[-1]
+    passes = [("first run", body), ("again, in order", body), ("again, in reverse", body[::-1]),
+              ("shutdown", [last]), ("after shutdown, from the top", code)]
+    watched = {nb.cells[i].get("id"): pattern for (name, cid), pattern in SAME_WHEN_RUN_AGAIN.items()
+               for i in code if name == path.name and nb.cells[i].get("id") == cid}
+    seen = {cid: [] for cid in watched}
+    client = NotebookClient(nb, kernel_name=KERNEL, timeout=120, allow_errors=False,
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    with client.setup_kernel():
+        for label, cells in passes:
+            for i in cells:
+                try:
+                    client.execute_cell(nb.cells[i], i)
+                except CellExecutionError as err:
+                    pytest.fail(f"{path.name}, {label}: cell {i} raised\n{nb.cells[i].source}\n{err}")
+                cid = nb.cells[i].get("id")
+                if cid in watched:
+                    seen[cid].append((label, re.findall(watched[cid], _text(nb.cells[i]))))
+    for cid, runs in seen.items():
+        first = runs[0][1]
+        assert first, f"{path.name} cell {cid}: nothing to compare in its output"
+        for label, got in runs[1:]:
+            assert got == first, f"{path.name} cell {cid} printed something else when run {label}: {got} != {first}"
+
+
+#: What each exercise needs taught first: a code cell using it must come before the exercise.
+NEEDS = {("01_sync.ipynb", "fetch_user"): "aiohttp.ClientTimeout("}
+#: What would give an exercise's answer away if a code cell before the exercise showed it.
+GIVEAWAYS = {("01_sync.ipynb", "fetch_user"): "raise_for_status(",
+             ("01_sync.ipynb", "load_page"): "asyncio.gather(",
+             ("01_sync.ipynb", "p_slow_page"): "(1 - p) **",
+             ("05_retries.ipynb", "full_jitter"): "uniform(0"}
+
+
+def _code_before(nb, cell) -> list[str]:
+    index = nb.cells.index(cell)
+    return [c.source for c in nb.cells[:index] if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_no_cell_shows_a_solution(path):
+    nb = nbformat.read(path, as_version=4)
+    shown = [c.source for c in nb.cells if c.cell_type == "code" and "solution(" in c.source]
+    assert not shown, f"{path.name} prints a reference solution: {shown}"
+
+
+@pytest.mark.parametrize("key", sorted(NEEDS), ids=lambda k: "-".join(k))
+def test_an_exercise_comes_after_what_it_needs(key):
+    path, name = NOTEBOOKS / key[0], key[1]
+    nb = nbformat.read(path, as_version=4)
+    assert any(NEEDS[key] in src for src in _code_before(nb, exercise_cells(nb)[name])), \
+        f"{key}: no cell before the exercise uses {NEEDS[key]}"
+
+
+@pytest.mark.parametrize("key", sorted(GIVEAWAYS), ids=lambda k: "-".join(k))
+def test_no_cell_before_an_exercise_gives_its_answer_away(key):
+    path, name = NOTEBOOKS / key[0], key[1]
+    nb = nbformat.read(path, as_version=4)
+    assert not [src for src in _code_before(nb, exercise_cells(nb)[name]) if GIVEAWAYS[key] in src]

@@ -29,12 +29,12 @@ REQUIRED = [
     ("exponential backoff", "指数退避"),
     ("jitter", "抖动"),
     ("idempotent", "幂等"),
-    ("circuit breaker", "断路器"),
+    ("circuit breaker", "熔断器"),
     ("circuit breaking", "熔断"),
     ("bulkhead", "舱壁"),
     ("deadline propagation", "截止时间传播"),
     ("rate limiting", "限流"),
-    ("graceful degradation", "降级"),
+    ("graceful degradation (service degradation)", "服务降级"),
     ("backpressure", "背压"),
     ("load balancing", "负载均衡"),
     ("API gateway", "API网关"),
@@ -44,6 +44,10 @@ REQUIRED = [
     ("cache", "缓存"),
     ("latency", "延迟"),
     ("tail latency", "尾延迟"),
+    ("long-tail latency", "长尾延迟"),
+    ("percentile", "百分位数"),
+    ("hedged request", "对冲请求"),
+    ("Little's law", "利特尔法则"),
     ("fan-out", "扇出"),
     ("throughput", "吞吐量"),
     ("availability", "可用性"),
@@ -97,6 +101,30 @@ def test_no_name_points_at_two_terms():
 def test_every_term_the_chapters_use_is_present(en, zh):
     row = glossary.lookup(en, ROWS)
     assert (row["en"], row["zh"]) == (en, zh)
+
+
+@pytest.mark.parametrize("name,en", [("熔断器", "circuit breaker"), ("service degradation",
+                                     "graceful degradation (service degradation)"),
+                                     ("服务降级", "graceful degradation (service degradation)"),
+                                     ("长尾延迟", "long-tail latency")])
+def test_the_chapter_terms_are_found_by_either_name(name, en):
+    assert glossary.lookup(name, ROWS)["en"] == en
+
+
+def test_older_chinese_names_are_still_searchable():
+    assert [r["en"] for r in glossary.search("断路器", ROWS)] == ["circuit breaker"]
+    assert "graceful degradation (service degradation)" in [r["en"] for r in glossary.search("降级", ROWS)]
+
+
+def test_percentile_is_defined_as_at_least_as_slow():
+    # p99: 99 % of calls are at least as fast, 1 % at least as slow ("slower than" is wrong
+    # when several calls tie at the p99 value).
+    text = glossary.lookup("percentile", ROWS)["definition"]
+    assert "at least as slow" in text and "at least as fast" in text and "slower than" not in text
+
+
+def test_littles_law_is_stated_for_long_run_averages():
+    assert "average" in glossary.lookup("Little's law", ROWS)["definition"]
 
 
 def test_lookup_works_both_ways():
