@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     with lab.lab_session(notebook, chromium, lab.output_dir("screenshot")) as page:
-        page.run_all_cells()
+        page.run_all_cells(before_last=True)
         page.wait_panel()
         page.collapse_left_sidebar()
         p50_before = page.wait_first_stats() or 0.0

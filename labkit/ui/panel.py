@@ -3,7 +3,7 @@
 Defined in chapter 1. Only the knobs that apply are shown: jitter for a "uniform" latency
 shape, the p99 for a "long_tail", the share of delayed requests once there is a delay, the
 error status once there are errors, Retry-After for a 429/503. Two columns (latency, failures),
-about 380 px wide, so the panel fits beside a chart. Works in a browser and headless: tests set
+about 500 px wide, so the panel fits beside a chart. Works in a browser and headless: tests set
 a control's ``.value`` and read ``panel.faults``. Slider labels are in milliseconds; the
 library works in seconds.
 
@@ -22,9 +22,9 @@ from labkit.services.faults import ERROR_STATUSES, LATENCY_DISTS, FaultModel
 
 __all__ = ["FaultPanel", "panel", "applies", "WIDTH_PX"]
 
-WIDTH_PX = 380
+WIDTH_PX = 500
 _COLUMN = W.Layout(width=f"{WIDTH_PX // 2 - 4}px")
-_STYLE = {"description_width": "76px"}
+_STYLE = {"description_width": "96px"}
 LATENCY_KNOBS = ("latency_dist", "latency_ms", "jitter_ms", "latency_p99_ms", "latency_rate",
                  "slow_body_ms")
 FAILURE_KNOBS = ("error_rate", "error_status", "retry_after_s", "reset_rate", "outage")

@@ -528,19 +528,29 @@ class LabPage:
             self.page.wait_for_timeout(250)
         raise TimeoutError(f"kernel not idle on the server after {timeout_ms} ms (state {state!r})")
 
-    def run_all_cells(self, timeout_ms: int = RUN_ALL_TIMEOUT_MS) -> None:
+    def run_all_cells(self, timeout_ms: int = RUN_ALL_TIMEOUT_MS, *,
+                      before_last: bool = False) -> None:
         """Run > Run All Cells from the menu bar, then wait until the run is over.
 
+        With `before_last`, Run > Run All Above Selected Cell with the last cell selected
+        instead: every chapter ends with `await labkit.shutdown()`, and a learner plays with
+        the sliders before running that cell, not after.
+
         Over means no cell is queued or running ("[*]") and either every
-        non-empty code cell has an execution count or the run stopped at an
-        error (a cell tagged raises-exception does not stop it, so its error
+        non-empty code cell (but the last, with `before_last`) has an execution count or the
+        run stopped at an error (a cell tagged raises-exception does not stop it, so its error
         output alone is not a failure). Stored outputs were stripped from the
         served copy, so no count predates the run.
         """
-        self.page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+        if before_last:
+            self.page.locator(".jp-Notebook .jp-Cell").last.click(position={"x": 5, "y": 5})
+        else:
+            self.page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
         self.page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
-        # "Run All Cells" (JupyterLab 4 wires it as runmenu:run-all)
-        self.page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+        # "Run All Cells" is runmenu:run-all; "Run All Above Selected Cell" notebook:run-all-above
+        command = "notebook:run-all-above" if before_last else "runmenu:run-all"
+        self.page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
+        skipped = 1 if before_last else 0
         state_js = """() => {
             const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].filter(
                 c => (c.querySelector('.cm-content')?.textContent ?? 'x').trim() !== '');
@@ -556,10 +566,11 @@ class LabPage:
         }"""
         self.page.wait_for_function(
             f"""() => {{ const s = ({state_js})();
-                return s.running === 0 && s.total > 0 && (s.numbered === s.total || s.errors > 0); }}""",
+                return s.running === 0 && s.total > 0
+                    && (s.numbered === s.total - {skipped} || s.errors > 0); }}""",
             timeout=timeout_ms, polling=250)
         state = self.page.evaluate(state_js)
-        if state["numbered"] != state["total"]:
+        if state["numbered"] != state["total"] - skipped:
             errors = self.page.locator('.jp-Notebook .jp-OutputArea-output'
                                        '[data-mime-type="application/vnd.jupyter.error"]')
             raise AssertionError(

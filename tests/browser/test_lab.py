@@ -60,7 +60,7 @@ def test_latency_slider_drives_readout_fault_and_chart(lab_page: lab.LabPage, ou
 
 
 def _person_moves_the_latency_slider(page: lab.LabPage, out_dir: Path, probe: str) -> None:
-    page.run_all_cells()
+    page.run_all_cells(before_last=True)
     page.wait_panel()
     page.collapse_left_sidebar()
 

@@ -73,7 +73,7 @@ def test_rerunning_a_panel_cell_leaves_exactly_one_listener():
 def test_compact_layout_and_the_browser_contract():
     from labkit.ui.panel import WIDTH_PX
     p = panel(FaultModel(), title="users")
-    assert p.widget.layout.width == f"{WIDTH_PX}px" and WIDTH_PX <= 400
+    assert p.widget.layout.width == f"{WIDTH_PX}px" and WIDTH_PX <= 520
     assert "labkit-panel" in p.widget._dom_classes
     columns = [w for w in p.widget.children if isinstance(w, W.HBox)][0].children
     assert len(columns) == 2
