@@ -24,7 +24,10 @@ import weakref
 _services: list = []                                  # every Service started, in start order
 _stopped_ports: collections.deque = collections.deque(maxlen=256)
 _tasks: "weakref.WeakSet[asyncio.Task]" = weakref.WeakSet()
-_sessions: weakref.WeakSet = weakref.WeakSet()        # aiohttp.ClientSession
+# Strong references: a client dropped by a re-run cell keeps its session open (not left to the
+# garbage collector, which would warn "Unclosed client session") until shutdown() closes it.
+# Closed sessions are pruned whenever a new one is made, so the list holds only open ones.
+_sessions: list = []                                  # aiohttp.ClientSession
 _stoppers: list = []                                  # (loop or None, callable)
 _warned_resends = False
 
@@ -77,8 +80,14 @@ def session(**kwargs):
 
     s = aiohttp.ClientSession(**kwargs)
     no_hidden_resends(s)
-    _sessions.add(s)
+    _sessions[:] = [x for x in _sessions if _open_on_a_live_loop(x)]
+    _sessions.append(s)
     return s
+
+
+def _open_on_a_live_loop(session) -> bool:
+    loop = getattr(session, "_loop", None)
+    return not session.closed and loop is not None and not loop.is_closed()
 
 
 def _aiohttp_version() -> tuple[int, int]:
@@ -162,6 +171,7 @@ async def shutdown() -> dict:
     sessions = [s for s in list(_sessions) if not s.closed and getattr(s, "_loop", loop) is loop]
     for s in sessions:
         await s.close()
+    _sessions[:] = [s for s in _sessions if _open_on_a_live_loop(s)]
     svcs = [s for s in _services if s.loop is loop and s.running]
     for s in svcs:
         await s.stop()

@@ -112,3 +112,27 @@ def test_a_stopped_service_says_so_when_its_url_is_used(run):
         with pytest.raises(RuntimeError, match=r"is not running: await start_service\('orders'\)"):
             never.url  # noqa: B018
     run(main())
+
+
+def test_a_client_dropped_by_a_rerun_cell_is_closed_by_shutdown_not_by_the_gc(run):
+    """Re-running `client = labkit.AsyncClient(...)` drops the old client: its session must
+    not be garbage-collected while open ("Unclosed client session" in the notebook); shutdown
+    closes it."""
+    import gc
+    import warnings
+
+    async def main():
+        users = await labkit.start_service("users")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for _ in range(3):                       # the cell, run three times
+                client = labkit.AsyncClient(users.url)
+                await client.get("/health")
+            del client
+            gc.collect()
+        stopped = await labkit.shutdown()
+        return [str(w.message) for w in caught], stopped
+
+    leaks, stopped = run(main())
+    assert not [m for m in leaks if "nclosed" in m], leaks
+    assert stopped["sessions"] == 3
