@@ -10,7 +10,7 @@ from labkit.patterns.errors import ErrorKind, classify
 
 
 def test_header_codec():
-    assert HEADER == "X-Deadline-Remaining-Ms"
+    assert Deadline.after(1.0, now=0.0).to_headers(now=0.25) == {HEADER: "750"}
     assert encode_remaining_ms(1.2345) == "1234"  # rounded down: never promise time we lack
     assert encode_remaining_ms(-3) == "0"
     assert decode_remaining_ms(" 250 ") == 0.25
