@@ -101,6 +101,97 @@ def fetch_user(session, base_url, user_id, timeout_s):
     resp.raise_for_status()
     return resp.json()
 '''),
+    ("01.fetch_user", "timeout twice timeout_s", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=timeout_s * 2)) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return await resp.json()
+'''),
+    ("01.fetch_user", "timeout_s plus 0.15 s", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=timeout_s + 0.15)) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return await resp.json()
+'''),
+    ("01.fetch_user", "at least 0.3 s", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=max(timeout_s, 0.3))) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return await resp.json()
+'''),
+    ("01.fetch_user", "at most 0.5 s", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=min(timeout_s, 0.5))) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return await resp.json()
+'''),
+    ("01.fetch_user", "half of timeout_s", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=timeout_s / 2)) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return await resp.json()
+'''),
+    ("01.fetch_user", "retries once after a timeout", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    for attempt in range(2):
+        try:
+            async with session.get(f"{base_url}/users/{user_id}",
+                                   timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                if resp.status == 404:
+                    return None
+                resp.raise_for_status()
+                return await resp.json()
+        except asyncio.TimeoutError:
+            if attempt == 1:
+                raise
+'''),
+    ("01.fetch_user", "its own ClientSession", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with aiohttp.ClientSession() as own:
+        async with own.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            if resp.status == 404:
+                return None
+            resp.raise_for_status()
+            return await resp.json()
+'''),
+    ("01.fetch_user", "catches the timeout and returns None", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    try:
+        async with session.get(f"{base_url}/users/{user_id}",
+                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            if resp.status == 404:
+                return None
+            resp.raise_for_status()
+            return await resp.json()
+    except asyncio.TimeoutError:
+        print("timed out")
+        return None
+'''),
+    ("01.fetch_user", "returns resp.json() without await", '''
+async def fetch_user(session, base_url, user_id, timeout_s):
+    async with session.get(f"{base_url}/users/{user_id}",
+                           timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return resp.json()
+'''),
     # Exercise 2 · load_page --------------------------------------------------------------
     ("01.load_page", "one call after another", '''
 async def load_page(fetch, user_ids):
@@ -123,6 +214,10 @@ async def load_page(fetch, user_ids):
             return await fetch(uid)
     return await asyncio.gather(*(one(uid) for uid in user_ids))
 '''),
+    ("01.load_page", "returns asyncio.gather without await", '''
+async def load_page(fetch, user_ids):
+    return asyncio.gather(*(fetch(uid) for uid in user_ids))
+'''),
     # Exercise 3 · p_slow_page ------------------------------------------------------------
     ("01.p_slow_page", "adds the probabilities", '''
 def p_slow_page(p, n):
@@ -139,6 +234,18 @@ def p_slow_page(p, n):
     ("01.p_slow_page", "a percentage instead of a fraction", '''
 def p_slow_page(p, n):
     return 100 * (1 - (1 - p) ** n)
+'''),
+    ("01.p_slow_page", "parameters in the other order", '''
+def p_slow_page(n, p):
+    return 1 - (1 - p) ** n
+'''),
+    ("01.p_slow_page", "p and n swapped in the formula", '''
+def p_slow_page(p, n):
+    return 1 - (1 - n) ** p
+'''),
+    ("01.p_slow_page", "1 - p ** n", '''
+def p_slow_page(p, n):
+    return 1 - p ** n
 '''),
     # Exercise 1 · full_jitter (chapter 5) --------------------------------------------------
     ("05.full_jitter", "the source tutorial's ±10 % jitter", '''
@@ -170,6 +277,10 @@ def full_jitter(attempt, base_s, cap_s, rng):
     ("05.full_jitter", "counts the first retry as attempt 0 (ceiling halved)", '''
 def full_jitter(attempt, base_s, cap_s, rng):
     return rng.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1)))
+'''),
+    ("05.full_jitter", "a new generator seeded with the attempt", '''
+def full_jitter(attempt, base_s, cap_s, rng):
+    return random.Random(attempt).uniform(0, min(cap_s, base_s * 2 ** attempt))
 '''),
     # Exercise 2 · half_open_decision ---------------------------------------------------------
     ("05.half_open_decision", "unlimited trial calls in half-open", '''
@@ -249,6 +360,43 @@ def payment_policy(idempotency_key, budget):
                  attempt_timeout_s=0.25, max_total_s=1.0,
                  backoff=FullJitter(base=0.05, cap=1.0), budget=budget)
 '''),
+    ("05.payment_policy", "every attempt times out (20 ms)", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=4,
+                 attempt_timeout_s=0.02, max_total_s=1.0,
+                 backoff=FullJitter(base=0.05, cap=1.0), budget=budget)
+'''),
+    ("05.payment_policy", "backoff in milliseconds", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=4,
+                 attempt_timeout_s=0.25, max_total_s=1.0,
+                 backoff=FullJitter(base=50, cap=1000), budget=budget)
+'''),
+    ("05.payment_policy", "attempt timeout in milliseconds", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=4,
+                 attempt_timeout_s=250, max_total_s=1.0,
+                 backoff=FullJitter(base=0.05, cap=1.0), budget=budget)
+'''),
+    ("05.payment_policy", "backoff too long for max_total_s", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=4,
+                 attempt_timeout_s=0.25, max_total_s=1.0,
+                 backoff=FullJitter(base=0.3, cap=1.0), budget=budget)
+'''),
+    ("05.payment_policy", "its own small budget", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="POST", idempotency_key=idempotency_key, max_attempts=4,
+                 attempt_timeout_s=0.25, max_total_s=1.0,
+                 backoff=FullJitter(base=0.05, cap=1.0),
+                 budget=RetryBudget(max_tokens=5, token_ratio=0.1))
+'''),
+    ("05.payment_policy", "GET instead of POST", '''
+def payment_policy(idempotency_key, budget):
+    return Retry(method="GET", idempotency_key=idempotency_key, max_attempts=4,
+                 attempt_timeout_s=0.25, max_total_s=1.0,
+                 backoff=FullJitter(base=0.05, cap=1.0), budget=budget)
+'''),
 ]
 
 #: A fragment the check's message must contain for each WRONG answer (by its short name).
@@ -260,10 +408,10 @@ WHY = {
     "raises on 404": "does not exist (404)",
     "swallows 5xx as 'no user'": "an error must not look like a result",
     "a hard-coded short timeout": "gave up before timeout_s",
-    "wait_for with a constant instead of timeout_s": "did not give up after timeout_s",
+    "wait_for with a constant instead of timeout_s": "with timeout_s=",
     "last parameter named timeout": "must be named `timeout_s`",
     "a custom exception on 503": "when the service answered 503 your `fetch_user` raised ServerError",
-    "a blocking requests.get in a plain def": "must be an `async def`",
+    "a blocking requests.get in a plain def": "blocked the event loop",
     "one call after another": "one call at a time",
     "results in finishing order": "in the order they finished",
     "coroutines never awaited": "never awaited",
@@ -293,6 +441,26 @@ WHY = {
     "unbounded retries, no budget": "during the outage",
     "no per-attempt timeout": "p99 latency",
     "the same idempotency key for every payment": "charged 0 times",
+    "timeout twice timeout_s": "with timeout_s=",
+    "timeout_s plus 0.15 s": "with timeout_s=",
+    "at least 0.3 s": "with timeout_s=",
+    "at most 0.5 s": "with timeout_s=",
+    "half of timeout_s": "gave up before timeout_s",
+    "retries once after a timeout": "with timeout_s=",
+    "its own ClientSession": "its own aiohttp.ClientSession()",
+    "catches the timeout and returns None": "caught the TimeoutError and returned None",
+    "returns resp.json() without await": "you returned a coroutine: add `await`",
+    "returns asyncio.gather without await": "add `await`",
+    "parameters in the other order": "your parameters are in the other order",
+    "p and n swapped in the formula": "p and n swapped",
+    "1 - p ** n": "p ** n",
+    "a new generator seeded with the attempt": "the same value every time",
+    "every attempt times out (20 ms)": "every attempt timed out",
+    "backoff in milliseconds": "seconds, not milliseconds",
+    "attempt timeout in milliseconds": "max_total_s",
+    "backoff too long for max_total_s": "backoff",
+    "its own small budget": "not one of your own",
+    "GET instead of POST": "method='POST'",
 }
 
 RIGHT = [
@@ -362,6 +530,39 @@ import math
 
 def p_slow_page(p, n):
     return 1 - math.prod([1 - p] * n)
+'''),
+    ("01.p_slow_page", "a Fraction", '''
+from fractions import Fraction
+
+def p_slow_page(p, n):
+    return 1 - (1 - Fraction(p)) ** n
+'''),
+    ("01.p_slow_page", "a Decimal", '''
+from decimal import Decimal
+
+def p_slow_page(p, n):
+    return 1 - (1 - Decimal(p)) ** n
+'''),
+    ("01.p_slow_page", "a numpy float32", '''
+import numpy as np
+
+def p_slow_page(p, n):
+    return 1 - np.float32(1 - p) ** n
+'''),
+    ("01.fetch_user", "a plain def returning the coroutine", '''
+def fetch_user(session, base_url, user_id, timeout_s):
+    async def get():
+        async with session.get(f"{base_url}/users/{user_id}",
+                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            if resp.status == 404:
+                return None
+            resp.raise_for_status()
+            return await resp.json()
+    return get()
+'''),
+    ("01.load_page", "a plain def returning gather", '''
+def load_page(fetch, user_ids):
+    return asyncio.gather(*(fetch(uid) for uid in user_ids))
 '''),
     # Chapter 5 -------------------------------------------------------------------------------
     ("05.full_jitter", "scales rng.random() by the capped ceiling", '''

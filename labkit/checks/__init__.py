@@ -197,6 +197,8 @@ async def _run_async(ex: Exercise, impl, limit_s: float, blocked_s: float) -> No
                 task.cancel()
                 await asyncio.wait({task}, timeout=5.0)   # let its `finally` clean up
     timed_out = not task.done() or task.cancelled()
+    if not timed_out:
+        task.exception()                  # retrieved here, so asyncio logs nothing about it
     if dog.interrupted or dog.blocked:
         raise guard.LoopBlocked(dog.longest_s, dog.interrupted)
     if timed_out:

@@ -174,14 +174,93 @@ def _first_wait_s(policy: Retry) -> float:
     return sum(b.delay(1, r, None) for _ in range(200)) / 200
 
 
+def _count(causes: dict, fragment: str) -> int:
+    return sum(k for cause, k in causes.items() if fragment in cause)
+
+
+def _why_payments_fail(policy_for, probe: Retry, given: RetryBudget, m: dict) -> tuple[str, str]:
+    """(message, hint) for a policy whose payments succeed too rarely: the cause the run
+    shows (why its calls gave up), not a guess."""
+    P, causes = PAYMENTS, m["give_up_causes"]
+    healthy_ms = P["latency_s"] * 1000
+    if _count(causes, "not idempotent"):
+        return ("your policy never retried: Retry refuses to repeat a POST that has no "
+                "idempotency key (rightly: it might charge twice).",
+                "Give it the key: `Retry(method='POST', idempotency_key=idempotency_key, ...)`.")
+    if probe.max_attempts == 1:
+        return ("max_attempts=1 means no retries, and one call in five fails.",
+                "How many attempts make 0.22 ** n < 1 %?")
+    if probe.attempt_timeout_s is not None and probe.attempt_timeout_s <= P["latency_s"]:
+        return (f"every attempt timed out: attempt_timeout_s={probe.attempt_timeout_s:g} s is "
+                f"not longer than a healthy call (about {healthy_ms:.0f} ms), so no call can "
+                "finish, whatever the retries.",
+                "Times are seconds: a healthy call takes 0.02 s; cut only the slow ones "
+                "(e.g. attempt_timeout_s=0.25).")
+    first_s = _first_wait_s(probe)
+    if first_s >= probe.max_total_s:
+        return (f"your backoff's first wait is about {first_s:.3g} s on average, far longer "
+                f"than max_total_s={probe.max_total_s:g} s, so the policy gives up instead of "
+                "waiting: it never retries. Backoff times are seconds, not milliseconds.",
+                "FullJitter(base=0.05, cap=1.0): waits of up to 0.1, 0.2, 0.4 s.")
+    if first_s < 0.01 or isinstance(probe.backoff, Constant) and probe.backoff.base < 0.02:
+        return ("your retries go out within a few milliseconds, inside the same 20-ms burst "
+                "of 503s, and fail again.",
+                "Back off with jitter, e.g. FullJitter(base=0.05, cap=1.0): waits of up to 100, "
+                "200, 400 ms.")
+    if probe.budget is not None and probe.budget is not given and _count(causes, "budget"):
+        again = plain(policy_for("probe-2", given), _BUILDS_ONLY)
+        per_payment = getattr(again, "budget", None) is not probe.budget
+        shared = ("a budget made for each payment is shared with no other payment, so it "
+                  "cannot see an outage" if per_payment else
+                  "it is not the one sized for this service")
+        return (f"your policy has a retry budget of its own: it denied "
+                f"{_count(causes, 'budget')} retries ('retry budget exhausted') on a service "
+                f"that fails 20 % of the time, and {shared}. Use the budget you are given, "
+                "not one of your own.",
+                "`Retry(..., budget=budget)`: the client's shared budget, sized for this service.")
+    cut = _count(causes, "during an attempt")
+    wait_passes = _count(causes, "next wait would pass")
+    used_up = _count(causes, "max_attempts")
+    biggest = max(cut, wait_passes, used_up)
+    if biggest and cut == biggest:
+        per = "no attempt timeout" if probe.attempt_timeout_s is None else \
+            f"attempt_timeout_s={probe.attempt_timeout_s:g} s"
+        return (f"max_total_s={probe.max_total_s:g} s ran out during an attempt {cut} times: "
+                f"with {per}, a slow call (3 s) uses up the whole max_total_s, so there is no "
+                "time left to retry it.",
+                "Cut slow attempts well inside max_total_s: attempt_timeout_s=0.25 (seconds; a "
+                "healthy call takes 0.02 s).")
+    if biggest and wait_passes == biggest:
+        return (f"{wait_passes} payments gave up because the next backoff wait would pass "
+                f"max_total_s={probe.max_total_s:g} s (first waits about {first_s:.2g} s on "
+                "average): the waits leave no room for the attempts.",
+                "Shorter waits, e.g. FullJitter(base=0.05, cap=1.0), or a longer max_total_s "
+                "within the 1-s p99 objective.")
+    if probe.max_attempts < 4:
+        return (f"not enough attempts get through: with max_attempts={probe.max_attempts}, "
+                f"{used_up} payments used them all. One call fails about 22 % of the time "
+                "(20 % bursts of 503 plus 2 % slow calls cut by your timeout).",
+                "All n attempts fail about 0.22 ** n of the time: choose n (max_attempts) so "
+                "that this is below 1 %, and let max_total_s allow them.")
+    return (f"payments gave up: {', '.join(f'{k} × {c}' for c, k in causes.items()) or 'none'}.",
+            "Compare with the reference numbers: 4 attempts of at most 0.25 s, full-jitter waits "
+            "(base 0.05 s), the shared budget.")
+
+
 @exercise("05.payment_policy", reference=payment_policy, title="Exercise 3 · payment_policy",
           hint="Retry(method='POST', idempotency_key=idempotency_key, max_attempts=4, "
                "attempt_timeout_s=0.25, backoff=FullJitter(base=0.05, cap=1.0), budget=budget)")
 def check_payment_policy(impl) -> None:
-    probe = plain(impl("probe", RetryBudget(**PAYMENTS["budget"])), _BUILDS_ONLY)
+    given = RetryBudget(**PAYMENTS["budget"])
+    probe = plain(impl("probe", given), _BUILDS_ONLY)
     if not isinstance(probe, Retry):
         raise Wrong(f"`payment_policy` returned {probe!r}; return a labkit.patterns.retry.Retry(...) for "
                     "one payment.", "`return Retry(method='POST', idempotency_key=idempotency_key, ...)`")
+    if probe.method != "POST":
+        raise Wrong(f"your policy says method={probe.method!r}, but the exercise is one POST "
+                    "/payments: build it with method='POST', so that Retry knows a repeat is "
+                    "only safe with the idempotency key (a GET is repeated freely).",
+                    "`Retry(method='POST', idempotency_key=idempotency_key, ...)`")
     m = payment_slo(impl)
     slo, normal, outage = PAYMENTS["slo"], m["normal"], m["outage"]
     report = slo_report(m)
@@ -200,27 +279,7 @@ def check_payment_policy(impl) -> None:
                     f"{report}",
                     "Pass the key you are given: `Retry(..., idempotency_key=idempotency_key)`.")
     if normal["success"] < slo["success"]:
-        not_safe = sum(v for k, v in m["give_up_causes"].items() if "not idempotent" in k)
-        if not_safe:
-            msg = ("your policy never retried: Retry refuses to repeat a POST that has no "
-                   "idempotency key (rightly: it might charge twice).")
-            hint = "Give it the key: `Retry(method='POST', idempotency_key=idempotency_key, ...)`."
-        elif probe.max_attempts == 1:
-            msg = "max_attempts=1 means no retries, and one call in five fails."
-            hint = "How many attempts make 0.22 ** n < 1 %?"
-        elif _first_wait_s(probe) < 0.01 or isinstance(probe.backoff, Constant) and probe.backoff.base < 0.02:
-            msg = ("your retries go out within a few milliseconds, inside the same 20-ms burst "
-                   "of 503s, and fail again.")
-            hint = "Back off with jitter, e.g. FullJitter(base=0.05, cap=1.0): waits of up to 100, 200, 400 ms."
-        elif m["budget_denied"] and normal["calls_per_payment"] < 1.2:
-            msg = (f"your retry budget denied {m['budget_denied']} retries on a normal day: a "
-                   "budget sized for rare errors throttles a service that fails 20 % of the time.")
-            hint = "Use the `budget` you are given (sized for this service), not one of your own."
-        else:
-            msg = ("not enough attempts get through: one call fails about 22 % of the time "
-                   "(20 % bursts of 503 plus 2 % slow calls cut by your timeout).")
-            hint = ("All n attempts fail about 0.22 ** n of the time: choose n (max_attempts) "
-                    "so that this is below 1 %, and let max_total_s allow them.")
+        msg, hint = _why_payments_fail(impl, probe, given, m)
         raise Wrong(f"{msg} {report}", hint)
     if normal["p99_s"] > slo["p99_s"]:
         if probe.attempt_timeout_s is None:

@@ -28,6 +28,10 @@ def full_jitter(attempt: int, base_s: float, cap_s: float, rng: random.Random) -
     return rng.uniform(0.0, min(cap_s, base_s * 2 ** attempt))
 
 
+def _near(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+
+
 def _draws(impl, attempt, base, cap, seed, n):
     rng = random.Random(seed)
     out = []
@@ -57,6 +61,12 @@ def check_full_jitter(impl) -> None:
         call = f"full_jitter(attempt={attempt}, base_s={base}, cap_s={cap}, rng)"
         ds = _draws(impl, attempt, base, cap, seed=attempt + 11, n=n)
         lo, hi, mean = min(ds), max(ds), sum(ds) / n
+        if hi - lo < 1e-12 and not any(_near(lo, v) for v in (ceiling, expo, ceiling / 2, base)):
+            raise Wrong(f"{call} returned {lo:.4g} s every time, whatever the `rng`: the same "
+                        "value every time. A new generator seeded the same way on every call "
+                        "(random.Random(attempt), random.seed(...)) draws the same number again, "
+                        "so clients that failed together still retry together.",
+                        "Use the `rng` you are given: `rng.uniform(0, ceiling)`.")
         if hi - lo < 1e-12:
             raise Wrong(f"{call} returned {lo:.4g} s every time: with no randomness, clients that "
                         "failed together retry together, and fail together again.",
