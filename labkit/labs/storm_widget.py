@@ -13,6 +13,7 @@ import html
 import ipywidgets as W
 
 from labkit._core import runtime
+from labkit._core.validate import boolean
 from labkit.labs.storm import (_LABELS, _RUN_DEFAULTS, POLICIES, TRIGGERS, _check, _verdict,
                                plot_storm, run_storm, run_storm_async)
 from labkit.ui.charts import figure_png, render_off_loop, show_png
@@ -29,7 +30,9 @@ class StormLab:
     going, and a newer move supersedes a run still computing (its result is dropped). With
     no loop running (a plain script) it runs at once. `run(**kwargs)` runs from code and
     returns the result; `await run_async(**kwargs)` does it without blocking the loop;
-    `await wait()` waits for the run a control started. It keeps the results of the last
+    `await wait()` waits for the run a control started. `run(draw=False)` skips the redraw
+    (chapter 05 runs all four policies, then shows the lab: one chart instead of four); the
+    chart is drawn when the lab is displayed. It keeps the results of the last
     `MAX_SETTINGS` trigger settings.
     """
 
@@ -63,6 +66,7 @@ class StormLab:
                                       W.VBox([self.size, self.duration])]),
                               self.status, self.chart])
         self._syncing = False
+        self._stale = False                     # a run(draw=False) the chart does not show yet
         for control in (self.policy, self.trigger, self.size, self.duration):
             control.observe(self._on_change, names="value")
 
@@ -109,13 +113,16 @@ class StormLab:
         self.status.value = f"running {html.escape(str(policy))}…"
         return policy, params
 
-    def run(self, **kwargs) -> dict:
-        """Run with the controls' values (overridden by `kwargs`), redraw, return the result.
+    def run(self, *, draw: bool = True, **kwargs) -> dict:
+        """Run with the controls' values (overridden by `kwargs`), redraw (unless `draw` is
+        False: then displaying the lab or `draw()` does it), return the result.
         Blocks a running loop while it computes: widget code uses `run_async`."""
+        draw = boolean("draw", draw)
         policy, params = self._params(kwargs)
         result = run_storm(policy, **params)  # raises ValueError before any control moves
         runs = self._overlay(policy, params, result)
-        self._show(policy, params, runs, figure_png(plot_storm(list(runs.values()))))
+        png = figure_png(plot_storm(list(runs.values()))) if draw else None
+        self._show(policy, params, runs, png)
         return result
 
     async def run_async(self, **kwargs) -> dict:
@@ -132,8 +139,9 @@ class StormLab:
         runs = {**self.results.get(tuple(sorted(params.items())), {}), policy: result}
         return {p: runs[p] for p in POLICIES if p in runs}
 
-    def _show(self, policy, params, runs: dict, png: bytes) -> None:
-        """Store and show the run (the newest settings last, at most MAX_SETTINGS kept)."""
+    def _show(self, policy, params, runs: dict, png: bytes | None) -> None:
+        """Store and show the run (the newest settings last, at most MAX_SETTINGS kept);
+        `png` None: the chart is drawn later (`draw`)."""
         key = tuple(sorted(params.items()))
         self.results.pop(key, None)
         self.results[key] = runs
@@ -142,7 +150,11 @@ class StormLab:
         result = runs[policy]
         self._sync(policy, params)
         self.last = result
-        show_png(self.chart, png, "<retry storm chart>")
+        if png is None:
+            self._stale = True
+        else:
+            self._stale = False
+            show_png(self.chart, png, "<retry storm chart>")
         s = result["summary"]
         verdict = (f"{_verdict(result)} (once the trigger ended)" if result["recovered"] else
                    f"<b>did not recover</b>: goodput {s['goodput_last20_per_s']:.0f}/s in the last "
@@ -167,6 +179,7 @@ class StormLab:
     def draw(self) -> None:
         """Redraw the chart of the newest trigger settings (what the last run showed)."""
         if self.results:
+            self._stale = False
             runs = next(reversed(self.results.values()))
             show_png(self.chart, figure_png(plot_storm(list(runs.values()))),
                      "<retry storm chart>")
@@ -178,6 +191,8 @@ class StormLab:
                 self.run()
             except ValueError as err:
                 self._error(err)
+        elif self._stale:
+            self.draw()
         display(self.widget)
 
 

@@ -281,3 +281,21 @@ def test_a_run_keeps_no_list_per_request(monkeypatch):
     r = run_storm("no_retry", **QUICK)
     assert seen == [False, False]                      # base load and the spike
     assert r["summary"]["requests"] > 1000
+
+
+def test_runs_from_code_can_skip_the_redraw_and_display_draws_once(monkeypatch):
+    """Chapter 05 runs the four policies, then shows the lab: one chart, not four."""
+    from labkit.labs import storm_widget
+    drawn = []
+    real = storm_widget.figure_png
+    monkeypatch.setattr(storm_widget, "figure_png", lambda fig: drawn.append(fig) or real(fig))
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    lab = storm_lab(**QUICK)
+    for policy in ("no_retry", "budget"):
+        lab.run(policy=policy, draw=False)
+    assert drawn == [] and lab.chart.outputs == ()
+    lab._ipython_display_()                          # what `lab` as a cell's last line does
+    assert len(drawn) == 1 and _png(lab).startswith(b"\x89PNG")
+    assert set(next(iter(lab.results.values()))) == {"no_retry", "budget"}   # both overlaid
+    lab._ipython_display_()                          # shown again: nothing new to draw
+    assert len(drawn) == 1
