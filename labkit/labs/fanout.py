@@ -15,7 +15,6 @@ call costs the page (a slow page takes at least `slow_ms`).
 from __future__ import annotations
 
 import asyncio
-import html
 import itertools
 
 import aiohttp
@@ -26,6 +25,7 @@ from labkit._core.validate import integer, number
 from labkit.obs.metrics import percentile
 from labkit.services.http import REQUEST_ID_HEADER, SPECS, Service, ServiceSpec
 from labkit.ui.charts import figure_png, new_figure, render_off_loop, show_png
+from labkit.ui.latest import LatestRun
 
 __all__ = ["predicted_share", "measure_fanout", "backend", "FanoutLab", "fanout_lab"]
 
@@ -162,30 +162,16 @@ class FanoutLab:
         self.status = W.HTML()
         self.chart = W.Output().add_class("labkit-chart")
         self.widget = W.VBox([W.HBox([self.p, self.n]), self.status, self.chart])
-        self._task: asyncio.Task | None = None
+        self._latest = LatestRun(self.status, name="labkit-fanout-lab")
         for s in (self.p, self.n):
             s.observe(lambda _: self._schedule(), names="value")
 
     def _schedule(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self.status.value = f"measuring {self.pages} pages of {self.n.value} calls…"
-        self._task = runtime.spawn(self._run_shown(), name="labkit-fanout-lab")
-
-    async def _run_shown(self) -> None:
-        try:
-            await self.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # noqa: BLE001 - shown in the status line, never swallowed
-            text = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-            self.status.value = f"<span style='color:#b00'>{html.escape(text)}</span>"
+        self._latest.start(self.run, f"measuring {self.pages} pages of {self.n.value} calls…")
 
     async def wait(self, timeout_s: float = 120.0) -> dict | None:
         """Wait (at most `timeout_s` real seconds) for the measurement a slider started."""
-        task = self._task
-        if task is not None and not task.done():
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        await self._latest.wait(timeout_s)
         return self.results[-1] if self.results else None
 
     async def run(self, p: float | None = None, n: int | None = None) -> dict:

@@ -12,11 +12,11 @@ import html
 
 import ipywidgets as W
 
-from labkit._core import runtime
 from labkit._core.validate import boolean
 from labkit.labs.storm import (_LABELS, _RUN_DEFAULTS, POLICIES, TRIGGERS, _check, _verdict,
                                plot_storm, run_storm, run_storm_async)
 from labkit.ui.charts import figure_png, render_off_loop, show_png
+from labkit.ui.latest import LatestRun, error_html
 
 __all__ = ["StormLab", "storm_lab"]
 
@@ -44,7 +44,6 @@ class StormLab:
         self.defaults = dict(defaults)
         self.results: dict[tuple, dict[str, dict]] = {}
         self.last: dict | None = None
-        self._task: asyncio.Task | None = None
         style = {"description_width": "110px"}
         layout = W.Layout(width="380px")
         self.policy = W.Dropdown(options=POLICIES, value=defaults.get("policy", "retries"),
@@ -61,6 +60,7 @@ class StormLab:
                                       readout_format=".0f", continuous_update=False,
                                       style=style, layout=layout)
         self.status = W.HTML()
+        self._latest = LatestRun(self.status, name="labkit-storm-lab")
         self.chart = W.Output().add_class("labkit-chart")
         self.widget = W.VBox([W.HBox([W.VBox([self.policy, self.trigger]),
                                       W.VBox([self.size, self.duration])]),
@@ -81,28 +81,14 @@ class StormLab:
             except ValueError as err:
                 self._error(err)
             return
-        if self._task is not None and not self._task.done():
-            self._task.cancel()                # superseded: its result is dropped
-        self.status.value = f"running {html.escape(str(self.policy.value))}…"
-        self._task = runtime.spawn(self._run_shown(), name="labkit-storm-lab")
-
-    async def _run_shown(self) -> None:
-        try:
-            await self.run_async()
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # noqa: BLE001 - shown in the status line, never swallowed
-            self._error(err)
+        self._latest.start(self.run_async, f"running {html.escape(str(self.policy.value))}…")
 
     def _error(self, err: Exception) -> None:
-        text = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-        self.status.value = f"<span style='color:#b00'>{html.escape(text)}</span>"
+        self.status.value = error_html(err)
 
     async def wait(self, timeout_s: float = 120.0) -> dict | None:
         """Wait (at most `timeout_s` real seconds) for the run a control started; the result."""
-        task = self._task
-        if task is not None and not task.done():
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        await self._latest.wait(timeout_s)
         return self.last
 
     def _params(self, kwargs) -> tuple[str, dict]:

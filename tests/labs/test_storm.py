@@ -240,7 +240,7 @@ def test_a_newer_control_move_supersedes_an_older_run():
     async def kernel():
         lab = storm_lab(policy="budget", **QUICK)
         lab.policy.value = "no_retry"
-        first = lab._task
+        first = lab._latest.task
         await asyncio.sleep(0.05)              # the first run is computing in its thread
         lab.size.value = 3.0                   # moved again before the first run finished
         result = await lab.wait(timeout_s=120)
