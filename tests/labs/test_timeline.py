@@ -9,19 +9,9 @@ import pytest
 import labkit
 from labkit.patterns.breaker import CircuitBreaker, State
 from labkit.labs.timeline import breaker_timeline, default_breaker
+from async_tools import other_tasks as _others, until as _until
 
 
-async def _until(condition, timeout_s=30.0):
-    """Poll `condition()` every 50 ms; a generous bound, so a busy machine cannot flake it."""
-    for _ in range(int(timeout_s / 0.05)):
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return condition()
-
-
-def _others():
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
 def _png(tl) -> bytes:

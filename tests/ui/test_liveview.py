@@ -13,15 +13,12 @@ import labkit
 from labkit import sim
 from labkit.services.faults import FaultModel
 from labkit.ui import liveview
+from async_tools import other_tasks as _others
 
 _LAB = pathlib.Path(__file__).resolve().parents[1] / "browser" / "lab.py"
 _spec = importlib.util.spec_from_file_location("browser_lab_for_ui_tests", _LAB)
 browser_lab = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(browser_lab)     # the regexes the browser test reads the page with
-
-
-def _others():
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
 def _slow_as(faults):

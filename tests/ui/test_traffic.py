@@ -6,11 +6,7 @@ import pytest
 
 from labkit import sim
 from labkit.ui.traffic import Traffic
-
-
-def _others():
-    """Tasks of the running loop other than the test's own."""
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+from async_tools import other_tasks as _others
 
 
 def test_steady_rate_for_its_duration_then_everything_ends():

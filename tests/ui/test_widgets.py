@@ -7,6 +7,7 @@ import pytest
 import labkit
 from labkit.services.faults import FaultModel
 from labkit.ui.panel import panel
+from async_tools import other_tasks as _others, until as _until
 
 
 def test_sliders_drive_the_fault_model_and_the_readout():
@@ -54,17 +55,6 @@ def test_reset_button_turns_everything_off():
     assert f.all_off and p.controls["error_rate"].value == 0
 
 
-async def _until(condition, timeout_s=30.0):
-    """Poll `condition()` every 50 ms; a generous bound, so a busy machine cannot flake it."""
-    for _ in range(int(timeout_s / 0.05)):
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return condition()
-
-
-def _others():
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
 def test_watch_numbers_and_chart_follow_a_slider(run):
