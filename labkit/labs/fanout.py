@@ -45,12 +45,12 @@ async def backend() -> Service:
     return running or await Service(_BACKEND).start()
 
 
-def _delayed(log, ids: set, slow_s: float) -> dict:
+def _delayed(log, ids: set) -> dict:
     """For each request id in `ids`: did the server delay it? From the server's log entries
     (`Served`), newest first (a page's calls are the last logged).
 
     The entry's `delay_s` (the delay the fault layer injected) is the ground truth, so a page
-    is classified the same way however busy the machine is. (`slow_s` is kept for callers.)
+    is classified the same way however busy the machine is.
     """
     found: dict = {}
     for served in reversed(log):
@@ -86,7 +86,6 @@ async def measure_fanout(n_calls: int, p_slow: float, *, pages: int = 150, slow_
     timeout = aiohttp.ClientTimeout(total=10 + slow_ms / 1000)
     prefix = f"fanout-{next(_runs)}"
     url = server.url + "/health"
-    slow_s = slow_ms / 1000
     times: dict[bool, list[float]] = {True: [], False: []}
     slow_calls = 0
     try:
@@ -101,7 +100,7 @@ async def measure_fanout(n_calls: int, p_slow: float, *, pages: int = 150, slow_
                 start = loop.time()
                 await asyncio.gather(*(call(rid) for rid in ids))
                 elapsed_ms = (loop.time() - start) * 1000
-                delayed = _delayed(server.log, set(ids), slow_s)
+                delayed = _delayed(server.log, set(ids))
                 if len(delayed) != n_calls:
                     raise RuntimeError(f"{server.name}: {n_calls - len(delayed)} call(s) of a page "
                                        f"are missing from its request log")

@@ -117,4 +117,4 @@ def test_a_page_is_classified_by_the_servers_decision_not_by_time():
     log = [Served(request_id="other", duration_s=0.5, delay_s=0.0),
            Served(request_id="a", duration_s=0.045, delay_s=0.0),    # stalled, not delayed
            Served(request_id="b", duration_s=0.030, delay_s=0.030)]
-    assert fanout._delayed(log, {"a", "b"}, 0.030) == {"a": False, "b": True}
+    assert fanout._delayed(log, {"a", "b"}) == {"a": False, "b": True}
