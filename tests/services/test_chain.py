@@ -3,7 +3,6 @@ downstream keeps working for a caller that gave up; with it the whole chain stop
 import pytest
 
 import labkit
-from labkit.patterns.deadline import HEADER
 from labkit.services.chain import call_with_deadline, deadline_demo, start_chain, worked_after
 
 

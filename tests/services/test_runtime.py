@@ -91,7 +91,7 @@ def test_a_refused_port_labkit_never_used_is_a_plain_connection_error(run):
 
 def test_a_restarted_service_is_reachable_again(run):
     async def main():
-        users = await labkit.start_service("users")
+        await labkit.start_service("users")
         await labkit.shutdown()
         again = await labkit.start_service("users")
         client = labkit.AsyncClient(again.url)
