@@ -172,7 +172,8 @@ class Exchange:
         mode = aio_pika.DeliveryMode.PERSISTENT if message.persistent else \
             aio_pika.DeliveryMode.NOT_PERSISTENT
         out = aio_pika.Message(bytes(message.body), message_id=message.message_id,
-                               headers=dict(message.headers), delivery_mode=mode)
+                               headers=dict(message.headers), delivery_mode=mode,
+                               correlation_id=message.correlation_id, reply_to=message.reply_to)
         journal.record("published", message.message_id, self.name)
         with _mapped():
             result = await self._ex.publish(out, routing_key,
@@ -194,7 +195,8 @@ class _Delivery(IncomingMessage):
                          redelivered=bool(raw.redelivered), exchange=raw.exchange or "",
                          routing_key=raw.routing_key or "", delivery_tag=raw.delivery_tag,
                          queue=queue,
-                         persistent=raw.delivery_mode == aio_pika.DeliveryMode.PERSISTENT)
+                         persistent=raw.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
+                         correlation_id=raw.correlation_id, reply_to=raw.reply_to)
         self._raw, self._connection = raw, connection
 
     async def _send(self, how, requeue):

@@ -73,11 +73,14 @@ class MessageProcessed(RuntimeError):
 
 @dataclass
 class Message:
-    """A message to publish: body bytes, optional id and headers, persistent or not."""
+    """A message to publish: body bytes, optional id and headers, persistent or not.
+    `correlation_id` and `reply_to` are AMQP's properties for request/reply (chapter 02)."""
     body: bytes
     message_id: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     persistent: bool = False
+    correlation_id: str | None = None
+    reply_to: str | None = None
 
     def __post_init__(self):
         if isinstance(self.body, str):
@@ -86,6 +89,10 @@ class Message:
             raise ValueError(f"body must be bytes (or str), got {type(self.body).__name__}")
         if self.message_id is not None and not isinstance(self.message_id, str):
             raise ValueError(f"message_id must be a str or None, got {self.message_id!r}")
+        for name in ("correlation_id", "reply_to"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a str or None, got {value!r}")
         if not isinstance(self.headers, dict):
             raise ValueError(f"headers must be a dict, got {self.headers!r}")
         validate.boolean("persistent", self.persistent)
@@ -97,7 +104,8 @@ class IncomingMessage:
 
     def __init__(self, *, body: bytes, message_id: str | None, headers: dict, redelivered: bool,
                  exchange: str, routing_key: str, delivery_tag: int, queue: str,
-                 persistent: bool = False):
+                 persistent: bool = False, correlation_id: str | None = None,
+                 reply_to: str | None = None):
         self.body = body
         self.message_id = message_id
         self.headers = headers
@@ -107,6 +115,8 @@ class IncomingMessage:
         self.delivery_tag = delivery_tag
         self.queue = queue
         self.persistent = persistent
+        self.correlation_id = correlation_id
+        self.reply_to = reply_to
         self.processed = False
 
     def __repr__(self):

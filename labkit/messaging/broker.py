@@ -211,7 +211,8 @@ class Broker(Topology):
                 c.unacked += 1
         d = _Delivery(self, ch, body=m.body, message_id=m.message_id, headers=headers,
                       redelivered=m.redelivered, exchange=m.exchange, routing_key=m.routing_key,
-                      delivery_tag=tag, queue=q.name, persistent=m.persistent)
+                      delivery_tag=tag, queue=q.name, persistent=m.persistent,
+                      correlation_id=m.correlation_id, reply_to=m.reply_to)
         d.processed = no_ack      # an auto-acked delivery cannot be settled again
         return d
 
@@ -310,7 +311,8 @@ class Broker(Topology):
         headers = dead_letter_headers(m.headers, q.name, reason, m.exchange, m.routing_key,
                                       asyncio.get_running_loop().time())
         key = q.dlrk if q.dlrk is not None else m.routing_key
-        out = Message(m.body, message_id=m.message_id, headers={}, persistent=m.persistent)
+        out = Message(m.body, message_id=m.message_id, headers={}, persistent=m.persistent,
+                      correlation_id=m.correlation_id, reply_to=m.reply_to)
         if self._route(ex, key, out, ex.name, headers):
             self.journal.record("dead_lettered", m.message_id, q.name, reason)
         else:

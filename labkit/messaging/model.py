@@ -21,10 +21,11 @@ HEAD = -(10 ** 15)   # positions of quorum "returns": before every ordinary mess
 
 class StoredMessage:
     __slots__ = ("body", "message_id", "headers", "persistent", "exchange", "routing_key", "pos",
-                 "expires_at", "delivery_count", "redelivered")
+                 "expires_at", "delivery_count", "redelivered", "correlation_id", "reply_to")
 
     def __init__(self, m: Message, exchange: str, routing_key: str, headers: dict):
         self.body, self.message_id, self.persistent = m.body, m.message_id, m.persistent
+        self.correlation_id, self.reply_to = m.correlation_id, m.reply_to
         self.headers, self.exchange, self.routing_key = headers, exchange, routing_key
         self.pos = 0
         self.expires_at = None

@@ -316,3 +316,27 @@ def test_the_checker_gives_the_same_verdict_on_both_backends(lab_run):
         assert (result["confirmed"], result["lost"], result["duplicates"]) == (20, 0, 0)
         assert result["dead_lettered"] == {"rejected": 4}
     lab_run(body)
+
+
+def test_correlation_id_and_reply_to_travel_with_the_message_and_its_dead_letter(lab_run):
+    async def body(lab):
+        ch = await lab.conn.channel()
+        dlx = await lab.exchange(ch, "dlx", "fanout")
+        dlq = await lab.queue(ch, "dead")
+        await dlq.bind(dlx)
+        q = await lab.queue(ch, "requests", arguments={"x-dead-letter-exchange": dlx.name})
+        await _publish(ch, q, ["r1"], correlation_id="c-42", reply_to="replies-7")
+        got = await q.get()
+        assert (got.correlation_id, got.reply_to) == ("c-42", "replies-7")
+        await got.reject(requeue=False)
+        dead = None
+        for _ in range(100):                   # RabbitMQ dead-letters asynchronously
+            dead = await dlq.get(timeout_s=1)
+            if dead is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert (dead.correlation_id, dead.reply_to) == ("c-42", "replies-7")
+        await dead.ack()
+        with pytest.raises(ValueError, match="correlation_id"):
+            Message(b"x", correlation_id=42)
+    lab_run(body)
