@@ -141,6 +141,11 @@ class Channel:
         with _mapped():
             return Queue(self, await self._ch.get_queue(name, ensure=True))
 
+    async def get_exchange(self, name: str) -> "Exchange":
+        """The existing exchange `name` (a passive declare: NotFound if there is none)."""
+        with _mapped():
+            return Exchange(self, await self._ch.get_exchange(name, ensure=True))
+
     async def queue_delete(self, name: str) -> int:
         with _mapped():
             ok = await self._ch.queue_delete(name)

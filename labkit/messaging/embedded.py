@@ -105,6 +105,11 @@ class Channel:
         self._broker._queue(self._state, _name("name", name))
         return Queue(self, name)
 
+    async def get_exchange(self, name: str) -> "Exchange":
+        """The existing exchange `name` (a passive declare: NotFound if there is none)."""
+        self._broker._exchange(self._state, _name("name", name))
+        return Exchange(self, name)
+
     async def queue_delete(self, name: str) -> int:
         return self._broker.delete_queue(self._state, name)
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from labkit import sim
-from labkit.messaging import (Broker, BrokerFaults, ChannelClosed, ConsumerCrashed,
+from labkit.messaging import (NotFound, Broker, BrokerFaults, ChannelClosed, ConsumerCrashed,
                               DeliveryChecker, Message, connect)
 from labkit.messaging.consumers import SeenStore, ack_after, idempotent, replay
 
@@ -250,10 +250,12 @@ def test_replay_refuses_bad_arguments(run):
     async def main():
         conn = await connect(broker=Broker())
         ch = await conn.channel()
-        for kw, match in (({"limit": -1}, "limit"), ({"to_exchange": "named"}, "to_exchange"),
+        for kw, match in (({"limit": -1}, "limit"), ({"to_exchange": 5}, "to_exchange"),
                           ({"routing_key": 5}, "routing_key")):
             with pytest.raises(ValueError, match=match):
                 await replay(ch, "dlq", **kw)
+        with pytest.raises(NotFound):                       # a named exchange must exist
+            await replay(ch, "dlq", to_exchange="missing")
         await conn.close()
     run(main())
 

@@ -340,3 +340,18 @@ def test_correlation_id_and_reply_to_travel_with_the_message_and_its_dead_letter
         with pytest.raises(ValueError, match="correlation_id"):
             Message(b"x", correlation_id=42)
     lab_run(body)
+
+
+def test_get_exchange_finds_an_existing_exchange_and_refuses_a_missing_one(lab_run):
+    async def body(lab):
+        ch = await lab.conn.channel()
+        ex = await lab.exchange(ch, "found", "fanout")
+        q = await lab.queue(ch, "sink")
+        await q.bind(ex)
+        again = await ch.get_exchange(ex.name)
+        assert again.name == ex.name
+        assert await again.publish(Message(b"x", message_id="g1"), routing_key="")
+        assert await lab.get_all(q) == [("g1", False)]
+        with pytest.raises(NotFound):
+            await ch.get_exchange(lab.name("missing"))
+    lab_run(body)
