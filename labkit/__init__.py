@@ -35,6 +35,7 @@ __version__ = "0.2.0"
 # name -> module that defines it; loaded on first attribute access (PEP 562).
 _LAZY = {
     "AsyncClient": "labkit.services.clients",
+    "broker": "labkit.messaging.session",
     "Reply": "labkit.services.clients",
     "SyncClient": "labkit.services.clients",
     "shutdown": "labkit._core.runtime",

@@ -151,17 +151,22 @@ def on_shutdown(stop, *, loop=None):
 async def shutdown() -> dict:
     """Stop every service, background task and client session labkit started.
 
-    Returns counts of what was stopped, e.g. ``{"services": 2, "tasks": 1, "sessions": 1}``.
+    Returns counts of what was stopped, e.g. ``{"services": 2, "tasks": 1, "sessions": 1}``,
+    plus the entries of any dict a stopper registered with `on_shutdown` returns (labkit.broker
+    adds ``broker_connections``, ``broker_names_deleted`` and ``broker_problems``).
     Tasks get 5 s to end after being cancelled; services 1 s for requests in flight.
     """
     loop = asyncio.get_running_loop()
     stoppers = [(owner, stop) for owner, stop in _stoppers if owner is None or owner is loop]
     _stoppers[:] = [(owner, stop) for owner, stop in _stoppers
                     if owner is not None and owner is not loop and not owner.is_closed()]
+    reports: dict = {}
     for _, stop in stoppers:
         result = stop()
         if asyncio.iscoroutine(result):
-            await result
+            result = await result
+        if isinstance(result, dict):                  # a stopper's own summary (e.g. brokers)
+            reports.update(result)
     tasks = [t for t in list(_tasks) if not t.done() and t.get_loop() is loop
              and t is not asyncio.current_task()]
     for t in tasks:
@@ -178,7 +183,7 @@ async def shutdown() -> dict:
     # Forget what belongs to this loop or to loops that are gone (a restarted kernel).
     _services[:] = [s for s in _services if s.running and s.loop is not loop
                     and s.loop is not None and not s.loop.is_closed()]
-    return {"services": len(svcs), "tasks": len(tasks), "sessions": len(sessions)}
+    return {"services": len(svcs), "tasks": len(tasks), "sessions": len(sessions), **reports}
 
 
 def _current_loop():

@@ -12,8 +12,9 @@ Modules: `api` (the client interface, errors, Message), `broker` (the embedded b
 where it differs from RabbitMQ), `topology` (its declarations), `model` (its state),
 `routing` (exchange rules), `embedded`
 and `amqp` (the two backends; aio-pika is imported only by `amqp`), `journal` (event records),
-`checker`, `faults`. Like `labkit.sim`, nothing but `amqp` does I/O; none imports aiohttp or
-the UI.
+`checker`, `faults`, `session` (`labkit.broker()`: the loop's embedded broker, or RabbitMQ
+with names namespaced per run; not re-exported here as `broker`, the submodule's name). Like
+`labkit.sim`, nothing but `amqp` does I/O; none imports aiohttp or the UI.
 """
 from labkit.messaging.api import (AMQPError, BrokerUnavailable, ChannelClosed, ChannelError,
                                   IncomingMessage, Message, MessageProcessed, NotFound,
@@ -22,8 +23,9 @@ from labkit.messaging.broker import Broker
 from labkit.messaging.checker import DeliveryChecker
 from labkit.messaging.faults import BrokerFaults, ConsumerCrashed
 from labkit.messaging.journal import Event, Journal
+from labkit.messaging.session import embedded_broker, run_id
 
 __all__ = ["AMQPError", "BrokerUnavailable", "ChannelClosed", "ChannelError", "IncomingMessage",
            "Message", "MessageProcessed", "NotFound", "PreconditionFailed", "ResourceLocked",
            "connect", "Broker", "DeliveryChecker", "BrokerFaults", "ConsumerCrashed", "Event",
-           "Journal"]
+           "Journal", "embedded_broker", "run_id"]
