@@ -209,6 +209,7 @@ def test_rabbitmq_names_live_under_the_run_prefix_and_shutdown_deletes_them(back
             await m.ack()
         assert {e.queue for e in conn.journal.events if e.kind == "delivered"} == {kitchen}
         assert (await ch.get_queue(kitchen)).name == kitchen
+        assert (await ch.get_exchange("orders")).name == "orders"     # looked up by bare name
         raw = await messaging.connect(URL)
         try:
             rch = await raw.channel()
