@@ -12,9 +12,11 @@ the queue is a quorum queue with a delivery limit and a dead-letter exchange + q
     await kitchen.drain(timeout_s=10); kitchen.verdict()["verdict"]     # "OK: ..."
     await kitchen.stop()                         # or labkit.shutdown()
 
-On the embedded broker the fault model (`labkit.messaging.BrokerFaults`) supplies processing
-time and crashes, and `restart_broker()` / `cut_off(i)` work. On RabbitMQ processing time is
-a sleep in the consumer and a crash is simulated (the consumer nacks with requeue instead of
+A cook cooks one dish at a time: each consumer's handler runs its orders one after another
+(the prefetch window is the tickets in its hand, not dishes on the stove), so the kitchen's
+capacity is consumers / processing time, whatever the prefetch. Processing time is a sleep in
+the handler. On the embedded broker the fault model (`labkit.messaging.BrokerFaults`) supplies
+the crashes, and `restart_broker()` / `cut_off(i)` work. On RabbitMQ a crash is simulated (the consumer nacks with requeue instead of
 acking, after the work); restart and cut-off raise ValueError; consumers are channels of the
 one connection; dead letters are seen by a small consumer of the dead-letter queue (RabbitMQ
 does not tell clients). Times come from the running loop (real time here, not labkit.sim).
@@ -102,8 +104,7 @@ class Kitchen:
             if self.faults is None:
                 self.faults = BrokerFaults(self.broker, seed=seed)
                 self._made_faults = True
-            self.faults.configure(crash_rate=knobs["crash_rate"],
-                                  processing_s=knobs["processing_ms"] / 1000)
+            self.faults.configure(crash_rate=knobs["crash_rate"], processing_s=0.0)
         journal = self.journal
         self._plain = ack_after(self._work, retries=1, journal=journal)
         self._idem = idempotent_handler(self._work, store=self.seen, retries=1, journal=journal)
@@ -179,9 +180,8 @@ class Kitchen:
         checked = {k: _check(k, v) for k, v in changes.items()}
         changed = {k: v for k, v in checked.items() if self.knobs[k] != v}
         self.knobs.update(changed)
-        if self.faults is not None and ({"crash_rate", "processing_ms"} & changed.keys()):
-            self.faults.configure(crash_rate=self.knobs["crash_rate"],
-                                  processing_s=self.knobs["processing_ms"] / 1000)
+        if self.faults is not None and "crash_rate" in changed:
+            self.faults.configure(crash_rate=self.knobs["crash_rate"], processing_s=0.0)
         if "prefetch" in changed or "consumers" in changed:
             self._reopen = True
             self._wake.set()
@@ -232,10 +232,10 @@ class Kitchen:
 
     # ---- the work -----------------------------------------------------------------------
     async def _work(self, message) -> None:
-        if not self.embedded and self.knobs["processing_ms"] > 0:
+        if self.knobs["processing_ms"] > 0:
             await asyncio.sleep(self.knobs["processing_ms"] / 1000)
 
-    async def _handle(self, message) -> None:
+    async def _handle(self, message, stove: asyncio.Lock) -> None:
         task = asyncio.current_task()
         self._handlers.add(task)
         self._in_flight += 1
@@ -243,7 +243,8 @@ class Kitchen:
             if not self.embedded and self._rng.random() < self.knobs["crash_rate"]:
                 _crash_on_settle(message)
             handler = self._idem if self.knobs["idempotent"] else self._plain
-            await handler(message)
+            async with stove:                  # one dish at a time per cook
+                await handler(message)
         except ConsumerCrashed:
             self.crashes += 1
         except (ChannelClosed, AMQPError, ConnectionError):
@@ -339,7 +340,8 @@ class Kitchen:
                 ch = await conn.channel()
                 await ch.set_qos(prefetch_count=self.knobs["prefetch"])
                 q = await ch.declare_queue(self.queue_name, durable=True, arguments=self._args)
-                await q.consume(self._handle)
+                stove = asyncio.Lock()
+                await q.consume(lambda message, stove=stove: self._handle(message, stove))
             except (AMQPError, ConnectionError) as e:
                 self.last_error = f"consumer {number}: {type(e).__name__}: {e}"[:200]
                 return                              # tried again at the next round
