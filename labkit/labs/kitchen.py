@@ -175,16 +175,18 @@ class Kitchen:
 
     # ---- knobs --------------------------------------------------------------------------
     def set(self, **changes) -> dict:
-        """Change knobs live (see KNOBS); returns the knobs that changed. Consumers and
-        prefetch re-open the consumers: their in-flight messages come back redelivered."""
+        """Change knobs live (see KNOBS); returns the knobs that changed. More consumers join
+        beside the others; fewer: the last ones leave and their unacked messages come back
+        redelivered; a new prefetch re-opens every consumer (their messages come back too)."""
         checked = {k: _check(k, v) for k, v in changes.items()}
         changed = {k: v for k, v in checked.items() if self.knobs[k] != v}
         self.knobs.update(changed)
         if self.faults is not None and "crash_rate" in changed:
             self.faults.configure(crash_rate=self.knobs["crash_rate"], processing_s=0.0)
-        if "prefetch" in changed or "consumers" in changed:
+        if "prefetch" in changed:             # a new window: the cooks start over
             self._reopen = True
-            self._wake.set()
+        if "prefetch" in changed or "consumers" in changed:
+            self._wake.set()                  # more cooks join; fewer: the last ones leave
         for fn in list(self._listeners):
             if changed:
                 fn(dict(changed))
