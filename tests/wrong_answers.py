@@ -247,6 +247,237 @@ def p_slow_page(p, n):
 def p_slow_page(p, n):
     return 1 - p ** n
 '''),
+    # Chapter 2 · handle_ticket ---------------------------------------------------------------
+    ("02.handle_ticket", "nack(requeue=True) on every failure (the source tutorial's loop)", '''
+async def handle_ticket(message, cook):
+    try:
+        await cook(message.body)
+        await message.ack()
+    except Exception:
+        await message.nack(requeue=True)
+'''),
+    ("02.handle_ticket", "acks before cooking", '''
+async def handle_ticket(message, cook):
+    await message.ack()
+    await cook(message.body)
+'''),
+    ("02.handle_ticket", "dead-letters at the first failure", '''
+async def handle_ticket(message, cook):
+    try:
+        await cook(message.body)
+    except Exception:
+        await message.reject(requeue=False)
+        return
+    await message.ack()
+'''),
+    ("02.handle_ticket", "never settles when cook fails", '''
+async def handle_ticket(message, cook):
+    await cook(message.body)
+    await message.ack()
+'''),
+    ("02.handle_ticket", "settles twice (ack in finally)", '''
+async def handle_ticket(message, cook):
+    try:
+        await cook(message.body)
+    except Exception:
+        await message.nack(requeue=not message.redelivered)
+    finally:
+        await message.ack()
+'''),
+    ("02.handle_ticket", "acks without cooking", '''
+async def handle_ticket(message, cook):
+    await message.ack()
+'''),
+    ("02.handle_ticket", "cooks again at once when cook fails", '''
+async def handle_ticket(message, cook):
+    try:
+        await cook(message.body)
+    except Exception:
+        try:
+            await cook(message.body)          # one more try, right here
+        except Exception:
+            if message.redelivered:
+                await message.reject(requeue=False)
+            else:
+                await message.nack(requeue=True)
+            return
+    await message.ack()
+'''),
+    ("02.handle_ticket", "calls cook without await", '''
+async def handle_ticket(message, cook):
+    try:
+        cook(message.body)
+    except Exception:
+        await message.nack(requeue=not message.redelivered)
+        return
+    await message.ack()
+'''),
+    # Chapter 2 · charge_once -----------------------------------------------------------------
+    ("02.charge_once", "no deduplication (charges again after a crash)", '''
+async def charge_once(message, charge, seen):
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    await message.ack()
+'''),
+    ("02.charge_once", "deduplicates by body", '''
+async def charge_once(message, charge, seen):
+    if message.body in seen:
+        await message.ack()
+        return
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    seen.add(message.body)
+    await message.ack()
+'''),
+    ("02.charge_once", "adds the id to seen before charging", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.ack()
+        return
+    seen.add(message.message_id)
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    await message.ack()
+'''),
+    ("02.charge_once", "does not ack a duplicate", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        return
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    seen.add(message.message_id)
+    await message.ack()
+'''),
+    ("02.charge_once", "a global set instead of the given store", '''
+CHARGED = set()
+
+async def charge_once(message, charge, seen):
+    if message.message_id in CHARGED:
+        await message.ack()
+        return
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    CHARGED.add(message.message_id)
+    await message.ack()
+'''),
+    ("02.charge_once", "remembers the id only after the ack", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.ack()
+        return
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    await message.ack()
+    seen.add(message.message_id)
+'''),
+    ("02.charge_once", "lets a failed charge escape unsettled", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.ack()
+        return
+    await charge(message.body)
+    seen.add(message.message_id)
+    await message.ack()
+'''),
+    # Chapter 2 · publish_event ---------------------------------------------------------------
+    ("02.publish_event", "the source tutorial's lock held across await queue.put", '''
+lock = asyncio.Lock()
+
+async def publish_event(subscribers, event):
+    async with lock:
+        dropped = 0
+        for queue in subscribers.values():
+            try:
+                await queue.put(event)
+            except asyncio.QueueFull:
+                dropped += 1
+        return dropped
+'''),
+    ("02.publish_event", "put_nowait without catching QueueFull", '''
+def publish_event(subscribers, event):
+    for queue in subscribers.values():
+        queue.put_nowait(event)
+    return 0
+'''),
+    ("02.publish_event", "drops the newest event", '''
+def publish_event(subscribers, event):
+    dropped = 0
+    for queue in subscribers.values():
+        if queue.full():
+            dropped += 1
+            continue
+        queue.put_nowait(event)
+    return dropped
+'''),
+    ("02.publish_event", "stops at the first full queue", '''
+def publish_event(subscribers, event):
+    dropped = 0
+    for queue in subscribers.values():
+        if queue.full():
+            queue.get_nowait()
+            dropped += 1
+            queue.put_nowait(event)
+            break
+        queue.put_nowait(event)
+    return dropped
+'''),
+    ("02.publish_event", "returns how many subscribers got it", '''
+def publish_event(subscribers, event):
+    delivered = 0
+    for queue in subscribers.values():
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(event)
+        delivered += 1
+    return delivered
+'''),
+    ("02.publish_event", "always returns 0", '''
+def publish_event(subscribers, event):
+    for queue in subscribers.values():
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(event)
+    return 0
+'''),
+    ("02.publish_event", "only the first subscriber", '''
+def publish_event(subscribers, event):
+    for queue in subscribers.values():
+        dropped = 0
+        if queue.full():
+            queue.get_nowait()
+            dropped = 1
+        queue.put_nowait(event)
+        return dropped
+'''),
+    ("02.publish_event", "writes the subscriber's name into the event", '''
+def publish_event(subscribers, event):
+    dropped = 0
+    for name, queue in subscribers.items():
+        event["to"] = name
+        if queue.full():
+            queue.get_nowait()
+            dropped += 1
+        queue.put_nowait(event)
+    return dropped
+'''),
     # Exercise 1 · full_jitter (chapter 5) --------------------------------------------------
     ("05.full_jitter", "the source tutorial's ±10 % jitter", '''
 def full_jitter(attempt, base_s, cap_s, rng):
@@ -420,6 +651,30 @@ WHY = {
     "all calls slow": "p ** n",
     "the share of fast pages": "the chance that the page is fast",
     "a percentage instead of a fraction": "looks like a percentage",
+    # chapter 2
+    "acks before cooking": "the ticket is gone",
+    "nack(requeue=True) on every failure (the source tutorial's loop)": "would come back forever",
+    "dead-letters at the first failure": "Requeue it the first time",
+    "never settles when cook fails": "neither acked, nacked nor rejected",
+    "settles twice (ack in finally)": "exactly one of ack, nack or reject",
+    "acks without cooking": "without calling cook",
+    "cooks again at once when cook fails": "times for one delivery",
+    "calls cook without await": "without `await`",
+    "no deduplication (charges again after a crash)": "charged it again",
+    "deduplicates by body": "you keep bodies in `seen`",
+    "adds the id to seen before charging": "Add the id only after charge succeeded",
+    "does not ack a duplicate": "Ack a duplicate",
+    "a global set instead of the given store": "did not use the `seen` store",
+    "remembers the id only after the ack": "charged it again",
+    "lets a failed charge escape unsettled": "nack(requeue=True)` so it is tried again",
+    "the source tutorial's lock held across await queue.put": "must not wait",
+    "put_nowait without catching QueueFull": "raised QueueFull",
+    "drops the newest event": "you dropped the newest event",
+    "stops at the first full queue": "stopped at the first full queue",
+    "returns how many subscribers got it": "the number of subscribers that got it",
+    "always returns 0": "returned 0",
+    "only the first subscriber": "only the first subscriber",
+    "writes the subscriber's name into the event": "changed the event",
     # chapter 5
     "the source tutorial's ±10 % jitter": "±10 % jitter",
     "no jitter at all": "every time",
@@ -564,6 +819,83 @@ def fetch_user(session, base_url, user_id, timeout_s):
 def load_page(fetch, user_ids):
     return asyncio.gather(*(fetch(uid) for uid in user_ids))
 '''),
+    # Chapter 2 -------------------------------------------------------------------------------
+    ("02.handle_ticket", "try/except/else, nack(requeue=False) to dead-letter", '''
+async def handle_ticket(message, cook):
+    try:
+        await cook(message.body)
+    except Exception:
+        await message.nack(requeue=not message.redelivered)
+    else:
+        await message.ack()
+'''),
+    ("02.handle_ticket", "reject with requeue, then re-raise", '''
+async def handle_ticket(message, cook):
+    try:
+        await cook(message.body)
+    except Exception:
+        await message.reject(requeue=not message.redelivered)
+        raise
+    await message.ack()
+'''),
+    ("02.handle_ticket", "a flag and finally", '''
+async def handle_ticket(message, cook):
+    cooked = False
+    try:
+        await cook(message.body)
+        cooked = True
+    finally:
+        if cooked:
+            await message.ack()
+        elif message.redelivered:
+            await message.nack(requeue=False)
+        else:
+            await message.nack(requeue=True)
+'''),
+    ("02.charge_once", "one ack for both paths, re-raises a failed charge", '''
+async def charge_once(message, charge, seen):
+    key = message.message_id
+    if key not in seen:
+        try:
+            await charge(message.body)
+        except Exception:
+            await message.nack(requeue=True)
+            raise
+        seen.add(key)
+    await message.ack()
+'''),
+    ("02.publish_event", "a while loop drops until there is room", '''
+def publish_event(subscribers, event):
+    dropped = 0
+    for queue in subscribers.values():
+        while queue.full():
+            queue.get_nowait()
+            dropped += 1
+        queue.put_nowait(event)
+    return dropped
+'''),
+    ("02.publish_event", "try put_nowait, on QueueFull drop the oldest", '''
+def publish_event(subscribers, event):
+    dropped = 0
+    for name, queue in subscribers.items():
+        try:
+            queue.put_nowait(event)
+        except asyncio.QueueFull:
+            queue.get_nowait()
+            dropped += 1
+            queue.put_nowait(event)
+    return dropped
+'''),
+    ("02.publish_event", "a copy of the event per subscriber", '''
+def publish_event(subscribers, event):
+    dropped = 0
+    for queue in subscribers.values():
+        if queue.full():
+            queue.get_nowait()
+            dropped += 1
+        queue.put_nowait(dict(event))
+    return dropped
+'''),
     # Chapter 5 -------------------------------------------------------------------------------
     ("05.full_jitter", "scales rng.random() by the capped ceiling", '''
 def full_jitter(attempt, base_s, cap_s, rng):
@@ -646,5 +978,21 @@ async def fetch_user(session, base_url, user_id, timeout_s):
         return None
     resp.raise_for_status()
     return resp.json()
+''', "blocked the event loop"),
+    ("02.publish_event", "waits in a loop for room", '''
+def publish_event(subscribers, event):
+    for queue in subscribers.values():
+        while queue.full():
+            pass                    # nobody can take an event while this runs
+        queue.put_nowait(event)
+    return 0
+''', "did not return within"),
+    ("02.handle_ticket", "time.sleep in the handler", '''
+import time
+
+async def handle_ticket(message, cook):
+    time.sleep(100)
+    await cook(message.body)
+    await message.ack()
 ''', "blocked the event loop"),
 ]
