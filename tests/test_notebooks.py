@@ -25,7 +25,8 @@ pytestmark = pytest.mark.notebook
 ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 SYNC = NOTEBOOKS / "01_sync.ipynb"
 #: Chapters with exercises: (b), (c) and (d) run for each of them.
-CHAPTERS = {"01": SYNC, "05": NOTEBOOKS / "05_retries.ipynb"}
+CHAPTERS = {"01": SYNC, "02": NOTEBOOKS / "02_async_messaging.ipynb",
+            "05": NOTEBOOKS / "05_retries.ipynb"}
 SCOREBOARD = "[(r['exercise'], r['passed']) for r in __import__('labkit.checks').checks.scoreboard()]"
 
 
@@ -114,6 +115,7 @@ def test_grade_names_a_missing_notebook():
 SAME_WHEN_RUN_AGAIN = {
     ("01_sync.ipynb", "c07"): r"(?m)^(.+?)\s+(\d{3})\s",            # the REST tour's statuses
     ("05_retries.ipynb", "c24"): r"orders created: (\d+)",          # the idempotency demo
+    ("02_async_messaging.ipynb", "c04"): r"kitchen: (\{.*\})",       # three orders on the rail
 }
 
 
@@ -167,12 +169,16 @@ def test_e_every_cell_can_run_again_in_any_order(path):
 
 
 #: What each exercise needs taught first: a code cell using it must come before the exercise.
-NEEDS = {("01_sync.ipynb", "fetch_user"): "aiohttp.ClientTimeout("}
+NEEDS = {("01_sync.ipynb", "fetch_user"): "aiohttp.ClientTimeout(",
+         ("02_async_messaging.ipynb", "handle_ticket"): ".nack(requeue=True)"}
 #: What would give an exercise's answer away if a code cell before the exercise showed it.
 GIVEAWAYS = {("01_sync.ipynb", "fetch_user"): "raise_for_status(",
              ("01_sync.ipynb", "load_page"): "asyncio.gather(",
              ("01_sync.ipynb", "p_slow_page"): "(1 - p) **",
-             ("05_retries.ipynb", "full_jitter"): "uniform(0"}
+             ("05_retries.ipynb", "full_jitter"): "uniform(0",
+             ("02_async_messaging.ipynb", "handle_ticket"): "reject(requeue=False)",
+             ("02_async_messaging.ipynb", "charge_once"): "seen.add(",
+             ("02_async_messaging.ipynb", "publish_event"): "get_nowait("}
 
 
 def _code_before(nb, cell) -> list[str]:
