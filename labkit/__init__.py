@@ -16,6 +16,7 @@ The package is grouped by what each part is (top uses bottom, never the reverse)
     ui/        fault panel, live view, charts: the only place for ipywidgets and matplotlib
     services/  real HTTP services on 127.0.0.1, their fault model, clients, deadline chain
     messaging/ an embedded broker with RabbitMQ's semantics, and the same API on real RabbitMQ
+    protocols/ gRPC (compiled at runtime), WebSocket and SSE beside REST; choosing a protocol
     sim/       the virtual-time event loop and queueing models
     patterns/  pure resilience logic: errors, backoff, retry, budget, breaker, bulkhead, deadline
     obs/       measurement: latency recorder and percentiles
@@ -50,7 +51,8 @@ _LAZY = {
     "panel": "labkit.ui.panel",
     "watch": "labkit.ui.liveview",
 }
-_SUBPACKAGES = {"checks", "course", "labs", "messaging", "obs", "patterns", "services", "sim", "ui"}
+_SUBPACKAGES = {"checks", "course", "labs", "messaging", "obs", "patterns", "protocols", "services",
+                "sim", "ui"}
 
 __all__ = sorted([*_LAZY, "VersionMismatch", "__version__", "require"])
 

@@ -42,7 +42,7 @@ MODULES = ["labkit"] + [f"labkit.{p.parent.name}.{p.stem}" for p in sorted(ROOT.
 def test_importing_stays_light(module):
     """Importing labkit or any pure module loads neither the UI stack nor aiohttp."""
     code = (f"import sys, {module}; heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-            f"('matplotlib', 'ipywidgets', 'aiohttp', 'IPython')); print(','.join(heavy))")
+            f"('matplotlib', 'ipywidgets', 'aiohttp', 'IPython', 'grpc', 'google')); print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"import {module} pulled in: {out.stdout.strip()[:300]}"
