@@ -16,21 +16,22 @@ A cook cooks one dish at a time: each consumer's handler runs its orders one aft
 (the prefetch window is the tickets in its hand, not dishes on the stove), so the kitchen's
 capacity is consumers / processing time, whatever the prefetch. Processing time is a sleep in
 the handler. On the embedded broker the fault model (`labkit.messaging.BrokerFaults`) supplies
-the crashes, and `restart_broker()` / `cut_off(i)` work. On RabbitMQ a crash is simulated (the consumer nacks with requeue instead of
-acking, after the work); restart and cut-off raise ValueError; consumers are channels of the
-one connection; dead letters are seen by a small consumer of the dead-letter queue (RabbitMQ
-does not tell clients). Times come from the running loop (real time here, not labkit.sim).
+the crashes, and `restart_broker()` / `cut_off(i)` work. On RabbitMQ a crash is simulated (the
+consumer nacks with requeue instead of acking, after the work); restart and cut-off raise
+ValueError; consumers are channels of the one connection; dead letters are seen by a small
+consumer of the dead-letter queue (RabbitMQ does not tell clients). Times come from the running
+loop (real time here, not labkit.sim); rates and duplicates are counted by `labkit.obs.rates`.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 
 from labkit import messaging
 from labkit._core import runtime, seeding, validate
 from labkit.messaging.api import AMQPError, ChannelClosed, Message
 from labkit.messaging.consumers import SeenStore, ack_after, idempotent as idempotent_handler
 from labkit.messaging.faults import BrokerFaults, ConsumerCrashed
+from labkit.obs.rates import DuplicateCounter, WindowedRates
 
 __all__ = ["Kitchen", "KNOBS", "DELIVERY_LIMIT"]
 
@@ -86,11 +87,10 @@ class Kitchen:
         self.seen = SeenStore(100_000)      # the idempotent consumer's ids (bounded)
         self.checker = messaging.DeliveryChecker(max_messages=MAX_MESSAGES)
         self.published = self.publish_failures = self.crashes = self.settle_failures = 0
-        self.reopens = self.duplicates = self._in_flight = self._ready = 0
+        self.reopens = self._in_flight = self._ready = 0
         self.last_error, self.running, self._owns_conn = "", False, owns_conn
-        self._times = {k: collections.deque(maxlen=20_000) for k in _RATED}
-        self._totals = collections.Counter()
-        self._handled: collections.OrderedDict = collections.OrderedDict()
+        self._rates = WindowedRates(_RATED, window_s=RATE_WINDOW_S, max_events=20_000)
+        self._handled = DuplicateCounter(max_ids=MAX_MESSAGES)   # "handled" ids, for duplicates
         self._slots: list[_Slot] = []
         self._handlers, self._listeners, self._tasks = set(), [], []
         self._reopen = self._paused = self._made_faults = False  # paused: drain() stopped it
@@ -258,7 +258,8 @@ class Kitchen:
     async def _produce(self) -> None:
         ch = ex = conn = None
         next_t = self.loop.time()
-        while self.loop.time() < self._t0 + self.duration_s:
+        # `running` too: on Python 3.11 wait_for may swallow stop()'s cancel (gh-86296)
+        while self.running and self.loop.time() < self._t0 + self.duration_s:
             rate, now = self.knobs["rate_per_s"], self.loop.time()
             if rate <= 0 or self._paused:
                 next_t = now
@@ -288,7 +289,8 @@ class Kitchen:
             next_t += 1.0 / rate
         if self.embedded and conn is not None:
             await conn.close()
-        runtime.spawn(self.stop())                  # duration_s is over: stop everything
+        if self.running:
+            runtime.spawn(self.stop())              # duration_s is over: stop everything
 
     # ---- consumers ----------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -370,18 +372,16 @@ class Kitchen:
         if not mine:
             return
         self.checker.observe(e)
-        kinds = [e.kind] + (["redelivered"] if e.kind == "delivered" and e.redelivered else [])
-        for kind in kinds:
-            if kind in self._times:
-                self._times[kind].append(e.t)
-                self._totals[kind] += 1
+        self._rates.record(e.kind, e.t)
+        if e.kind == "delivered" and e.redelivered:
+            self._rates.record("redelivered", e.t)
         if e.kind == "handled":
-            if e.message_id in self._handled:
-                self.duplicates += 1
-            else:
-                self._handled[e.message_id] = None
-                if len(self._handled) > MAX_MESSAGES:
-                    self._handled.popitem(last=False)
+            self._handled.add(e.message_id)
+
+    @property
+    def duplicates(self) -> int:
+        """Deliveries whose work was done again for an id already handled."""
+        return self._handled.duplicates
 
     def stats(self) -> dict:
         """Queue depth, unacked, consumers, rates per second over the last 2 s, totals."""
@@ -390,15 +390,7 @@ class Kitchen:
             ready, unacked = info["ready"], info["unacked"]
         else:
             ready, unacked = self._ready, self._in_flight
-        now, out = self.loop.time(), {}
-        for kind, times in self._times.items():
-            recent = 0
-            for t in reversed(times):
-                if t <= now - RATE_WINDOW_S:
-                    break
-                recent += 1
-            out[f"{kind}_per_s"] = recent / RATE_WINDOW_S
-            out[kind] = self._totals[kind]
+        out = self._rates.summary(now_s=self.loop.time())
         return {"ready": ready, "unacked": unacked,
                 "consumers": sum(1 for s in self._slots if not s.closed), **out,
                 "duplicates": self.duplicates, "crashes": self.crashes, "running": self.running}
