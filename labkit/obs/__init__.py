@@ -1,3 +1,4 @@
-"""Observation: the latency recorder and percentiles (chapter 01; chapter 07 adds tracing and
-metrics exposition). Pure logic, like `labkit.patterns`.
+"""Observation: the latency recorder and percentiles (chapter 01), windowed rates and duplicate
+counts (`rates`, chapter 02's live kitchen); chapter 07 adds tracing and metrics exposition.
+Pure logic, like `labkit.patterns`.
 """
