@@ -132,6 +132,16 @@ class IncomingMessage:
     async def reject(self, requeue: bool = False) -> None:
         await self._settle("reject", validate.boolean("requeue", requeue))
 
+    def process(self, requeue: bool = False, reject_on_redelivered: bool = False,
+                ignore_processed: bool = False) -> "_Process":
+        """aio-pika's context manager: ack when the block ends normally; when it raises,
+        reject (with `requeue`; without, if `reject_on_redelivered` and this is a
+        redelivery) and let the exception go on. `ignore_processed`: settle only if the
+        block did not settle the message itself."""
+        return _Process(self, validate.boolean("requeue", requeue),
+                        validate.boolean("reject_on_redelivered", reject_on_redelivered),
+                        validate.boolean("ignore_processed", ignore_processed))
+
     async def _settle(self, how: str, requeue: bool) -> None:
         if self.processed:
             raise MessageProcessed(f"message {self.message_id!r} was already settled; ack, nack "
@@ -141,6 +151,29 @@ class IncomingMessage:
 
     async def _send(self, how: str, requeue: bool) -> None:  # pragma: no cover - backends
         raise NotImplementedError
+
+
+class _Process:
+    """`async with message.process(...)`: see `IncomingMessage.process` (as aio-pika's)."""
+
+    def __init__(self, message: IncomingMessage, requeue: bool, reject_on_redelivered: bool,
+                 ignore_processed: bool):
+        self.message, self.requeue = message, requeue
+        self.reject_on_redelivered, self.ignore_processed = reject_on_redelivered, ignore_processed
+
+    async def __aenter__(self) -> IncomingMessage:
+        return self.message
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        m = self.message
+        if self.ignore_processed and m.processed:
+            return
+        if exc_type is None:
+            await m.ack()
+        elif self.reject_on_redelivered and m.redelivered:
+            await m.reject(requeue=False)
+        else:
+            await m.reject(requeue=self.requeue)
 
 
 async def connect(url: str | None = None, *, broker=None, journal=None, timeout_s: float = 5.0):

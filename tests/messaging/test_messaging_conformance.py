@@ -355,3 +355,40 @@ def test_get_exchange_finds_an_existing_exchange_and_refuses_a_missing_one(lab_r
         with pytest.raises(NotFound):
             await ch.get_exchange(lab.name("missing"))
     lab_run(body)
+
+
+def test_process_acks_on_success_and_rejects_on_error_as_aio_pika_does(lab_run):
+    async def body(lab):
+        ch = await lab.conn.channel()
+        dlx = await lab.exchange(ch, "dlx", "fanout")
+        dlq = await lab.queue(ch, "dead")
+        await dlq.bind(dlx)
+        q = await lab.queue(ch, "work", arguments={"x-dead-letter-exchange": dlx.name})
+        await _publish(ch, q, ["ok", "boom", "again"])
+        m = await q.get()
+        async with m.process():
+            pass                                            # no error: acked
+        m = await q.get()
+        with pytest.raises(RuntimeError):
+            async with m.process(requeue=True):
+                raise RuntimeError("cook failed")           # requeued, the error goes on
+        m = await q.get()
+        assert (m.message_id, m.redelivered) == ("boom", True)     # back in its place
+        with pytest.raises(ValueError):
+            async with m.process(requeue=True, reject_on_redelivered=True):
+                raise ValueError("poison")                  # redelivered: dead-lettered
+        m = await q.get()
+        assert (m.message_id, m.redelivered) == ("again", False)
+        async with m.process(ignore_processed=True):
+            await m.nack(requeue=False)                     # settled inside: left alone
+        dead = []
+        for _ in range(100):                                # RabbitMQ dead-letters async
+            got = await dlq.get(timeout_s=1)
+            if got is not None:
+                dead.append(got.message_id)
+                await got.ack()
+            if len(dead) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(dead) == ["again", "boom"] and await q.get() is None
+    lab_run(body)
