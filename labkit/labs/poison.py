@@ -9,10 +9,11 @@ always fail. Policies:
   one consumer's worth of CPU goes to a message that can never succeed, good orders wait about
   twice as long, and the run never ends by itself (it stops at `seconds` of virtual time, with
   the poison still in the queue: the checker counts it as not accounted for).
-- "retry-then-dead-letter": `labkit.messaging.consumers.ack_after(retries=2)`: 3 deliveries,
-  then `reject(requeue=False)` to the dead-letter exchange.
+- "retry-then-dead-letter": `labkit.messaging.consumers.ack_after(retries=1)`: requeue the
+  first failure, `reject(requeue=False)` the redelivered one to the dead-letter exchange: 2
+  deliveries (chapter 02's exercise 1 writes this handler).
 - "delivery-limit": the tutorial's handler unchanged, on a quorum queue with
-  `x-delivery-limit: 2`: the broker itself dead-letters after 3 deliveries.
+  `x-delivery-limit: 1`: the broker itself dead-letters after 2 deliveries.
 
 `duplicates_lab`: the broker's fault model kills consumers after their work but before the ack
 (`crash_rate`); the broker redelivers and the charge is applied again, unless the consumer is
@@ -32,7 +33,7 @@ from labkit.obs.metrics import percentile
 __all__ = ["POLICIES", "MODEL", "poison_lab", "duplicates_lab"]
 
 POLICIES = ("requeue-forever", "retry-then-dead-letter", "delivery-limit")
-MODEL = {"consumers": 2, "prefetch": 1, "work_s": 0.010, "max_deliveries": 3}
+MODEL = {"consumers": 2, "prefetch": 1, "work_s": 0.010, "max_deliveries": 2}
 _TICK_S = 0.01
 
 
