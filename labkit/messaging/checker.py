@@ -5,7 +5,8 @@ the consumers') and accounts for every message id: how many were published and c
 delivered and redelivered, acked, nacked/rejected, dead-lettered (per reason), dropped by the
 broker (per reason), handled more than once (duplicates: a handler calls `journal.handled(msg)`
 after its work), and lost: confirmed, yet never acked nor dead-lettered. Run it after the
-consumers have drained their queues: a message still waiting in a queue counts as lost.
+consumers have drained their queues: a message still waiting in a queue is not settled, and
+`lost` counts it with the ones the broker dropped (the verdict tells the two apart).
 
 Feed it live (`journal.subscribe(checker.observe)`) or afterwards (`DeliveryChecker.of(events)`).
 Bounded: it tracks at most `max_messages` ids; beyond that it counts events as untracked and
@@ -82,20 +83,22 @@ class DeliveryChecker:
         validate.boolean("allow_duplicates", allow_duplicates)
         show = validate.integer("show", show, 0, 1000)
         lost, dups = self.lost_ids(), self.duplicate_ids()
+        dropped = [m for m in lost if self._ids[m][_DROPPED]]
+        unsettled = [m for m in lost if not self._ids[m][_DROPPED]]
         duplicates = sum(self._ids[m][_HANDLED] - 1 for m in dups)
         c = self.counts
         out = {k: c[k] for k in ("published", "confirmed", "delivered", "redelivered", "acked",
                                  "nacked", "rejected", "requeued", "returned", "unroutable")}
         out.update(dead_lettered=dict(self.dead_lettered), dropped=dict(self.dropped),
                    handled=c["handled"], duplicates=duplicates, duplicate_ids=dups[:show],
-                   lost=len(lost), lost_ids=lost[:show], untracked=self.untracked)
+                   lost=len(lost), lost_ids=lost[:show], unsettled=len(unsettled),
+                   unsettled_ids=unsettled[:show], untracked=self.untracked)
         ok = not lost and (allow_duplicates or not duplicates) and not self.untracked
         if self.untracked:
             verdict = (f"INCOMPLETE: {self.untracked} events had no message id or went past "
                        f"max_messages={self.max_messages}")
         elif lost:
-            verdict = (f"LOST {len(lost)} of {c['confirmed']} confirmed messages (never acked "
-                       f"nor dead-lettered), e.g. {lost[:3]}")
+            verdict = "; ".join(_lost_parts(lost, dropped, c["confirmed"]))
         elif duplicates and not allow_duplicates:
             verdict = f"DUPLICATES: {duplicates} extra handlings of {len(dups)} messages"
         else:
@@ -103,3 +106,18 @@ class DeliveryChecker:
                        + (f" ({duplicates} duplicate handlings)" if duplicates else ""))
         out.update(ok=ok, verdict=verdict)
         return out
+
+
+def _lost_parts(lost: list, dropped: list, confirmed: int) -> list[str]:
+    """The verdict's words for messages not accounted for: dropped by the broker (lost), or
+    never settled (still in a queue or a consumer's hands when the check ran, or lost)."""
+    parts = []
+    if dropped:
+        parts.append(f"LOST {len(dropped)} of {confirmed} confirmed messages (dropped by the "
+                     f"broker), e.g. {dropped[:3]}")
+    unsettled = [m for m in lost if m not in set(dropped)]
+    if unsettled:
+        parts.append(f"NOT SETTLED {len(unsettled)} of {confirmed} confirmed messages (never "
+                     "acked nor dead-lettered: still in a queue or a consumer's hands, or lost), "
+                     f"e.g. {unsettled[:3]}")
+    return parts

@@ -28,7 +28,8 @@ def test_a_confirmed_message_never_acked_is_lost():
                       ("published", "c"))          # c was never confirmed: not a loss
     result = DeliveryChecker.of(events).result()
     assert not result["ok"] and result["lost"] == 1 and result["lost_ids"] == ["a"]
-    assert result["verdict"].startswith("LOST 1 of 2")
+    assert result["verdict"].startswith("NOT SETTLED 1 of 2")   # a queue may still hold it
+    assert result["unsettled_ids"] == ["a"]
 
 
 def test_dead_lettered_is_not_lost_and_is_counted_by_reason():
@@ -39,6 +40,8 @@ def test_dead_lettered_is_not_lost_and_is_counted_by_reason():
     result = DeliveryChecker.of(events).result()
     assert result["dead_lettered"] == {"rejected": 1, "expired": 1}
     assert result["dropped"] == {"maxlen": 1} and result["lost_ids"] == ["c"]
+    assert result["verdict"].startswith("LOST 1 of 3 confirmed messages (dropped by the broker)")
+    assert result["unsettled"] == 0
 
 
 def test_duplicates_are_handlings_beyond_the_first():
