@@ -38,13 +38,15 @@ publish time, else expires at once. Delivery is immediate: `publish` returns aft
 consumer's handler task was created (RabbitMQ pushes it over the network later), so timings
 and interleavings differ, never outcomes. Quorum behaviour is RabbitMQ 3.10's (4.x returns
 messages to the back and sets a default delivery limit of 20). Bounded: the journal keeps the
-last `max_events` events; handler errors the last 20.
+last `max_events` events; handler errors the last 20 (`log_handler_errors=True`, as
+`labkit.broker()` sets it, also logs the first LOGGED_ERRORS of them as warnings).
 """
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+import logging
 from collections import deque
 
 from labkit.messaging import routing
@@ -54,7 +56,10 @@ from labkit.messaging.topology import Topology
 from labkit.messaging.model import (HEAD, ChannelState, ConsumerState, ExchangeState, QueueState,
                                     StoredMessage, dead_letter_headers)
 
-__all__ = ["Broker", "ChannelState"]
+__all__ = ["Broker", "ChannelState", "LOGGED_ERRORS"]
+
+LOGGED_ERRORS = 5        # handler errors a broker with log_handler_errors writes to the log
+_log = logging.getLogger("labkit.messaging")
 
 
 class _Delivery(IncomingMessage):
@@ -80,8 +85,9 @@ class Broker(Topology):
     `queue_info(name)` gives ready/unacked/consumer counts for live views.
     """
 
-    def __init__(self, *, max_events: int = 10_000):
+    def __init__(self, *, max_events: int = 10_000, log_handler_errors: bool = False):
         self.journal = Journal(max_events)
+        self.log_handler_errors, self._logged = log_handler_errors, 0   # labkit.broker(): True
         self.exchanges: dict[str, ExchangeState] = {
             "": ExchangeState("", "direct", True, False),
             "amq.direct": ExchangeState("amq.direct", "direct", True, False),
@@ -193,6 +199,10 @@ class Broker(Topology):
             raise
         except Exception as e:  # as aio-pika: the error is logged, the message stays unacked
             self.handler_errors.append(f"{c.tag} {delivery.message_id!r}: {e!r}")
+            if self.log_handler_errors and self._logged < LOGGED_ERRORS:
+                self._logged += 1        # the rest only in handler_errors: bounded noise
+                _log.warning("the handler of %s raised %r on message %r; it stays unacked "
+                             "until its channel closes", c.tag, e, delivery.message_id)
 
     def _deliver(self, q, m: StoredMessage, ch: ChannelState, c: ConsumerState | None,
                  no_ack: bool):

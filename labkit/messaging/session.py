@@ -76,7 +76,7 @@ def embedded_broker() -> Broker:
     """The running loop's embedded Broker (made on first use; fresh after shutdown)."""
     s = _session()
     if s.broker is None:
-        s.broker = Broker()
+        s.broker = Broker(log_handler_errors=True)    # a learner's handler errors are shown
     return s.broker
 
 

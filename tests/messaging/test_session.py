@@ -322,3 +322,29 @@ def test_shutdown_never_raises_when_the_broker_went_away(backend, run, monkeypat
     assert len(summary["broker_problems"]) == 1
     assert "did not answer" in summary["broker_problems"][0]
     assert f"{ns}*" in summary["broker_problems"][0]
+
+
+def test_a_learners_handler_error_is_logged_a_bounded_number_of_times(run, caplog):
+    """A handler that raises is invisible on a bare broker (as in the checks' own brokers), but
+    labkit.broker()'s broker logs the first few, so a learner sees why nothing was cooked."""
+    from labkit.messaging.broker import LOGGED_ERRORS
+
+    async def main():
+        for conn in (await messaging.connect(), await labkit.broker()):
+            ch = await conn.channel()
+            q = await ch.declare_queue("rail")
+            for i in range(LOGGED_ERRORS + 3):
+                await _publish(ch, "rail", f"t-{i}")
+
+            async def broken(message):
+                raise NameError("name 'cook' is not defined")
+            await q.consume(broken)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+        await labkit.shutdown()
+
+    with caplog.at_level("WARNING", logger="labkit.messaging"):
+        run(main())
+    logged = [r for r in caplog.records if r.name == "labkit.messaging"]
+    assert len(logged) == LOGGED_ERRORS
+    assert "NameError" in logged[0].getMessage() and "stays unacked" in logged[0].getMessage()
