@@ -100,15 +100,15 @@ class BrokerView:
         second from the counts (published, delivered, acked, redelivered, dead_lettered),
         the peak ready and unacked, and the end values."""
         seconds = validate.number("seconds", seconds, 0, 600, lo_open=True, unit=" s")
-        first = self.record()
+        first = self.kitchen.stats()      # not kept: the chart's history is the redraw loop's
         t0, end = self.loop.time(), self.loop.time() + seconds
         peak_ready, peak_unacked = first["ready"], first["unacked"]
         while self.loop.time() < end:
             await asyncio.sleep(min(0.1, self.refresh_s, max(0.0, end - self.loop.time())))
-            s = self.record()
+            s = self.kitchen.stats()
             peak_ready, peak_unacked = max(peak_ready, s["ready"]), max(peak_unacked,
                                                                        s["unacked"])
-        last = self.record()
+        last = self.kitchen.stats()
         span = max(self.loop.time() - t0, 1e-9)
         out = dict(last, seconds=span, max_ready=peak_ready, max_unacked=peak_unacked)
         for kind in ("published", "delivered", "acked", "redelivered", "dead_lettered"):
@@ -154,10 +154,14 @@ def render_png(samples, marks, now: float, window_s: float) -> bytes:
                       label=kind.replace("_", "-"))
         ax_q.legend(loc="upper left", fontsize=7)
         ax_r.legend(loc="upper left", fontsize=7, ncol=4)
+    labelled = -float("inf")
     for t, text in marks:
         if t >= now - window_s:
             for ax in (ax_q, ax_r):
                 ax.axvline(t - now, color="#555555", ls="--", lw=1)
+            if t - labelled < window_s / 12:
+                continue                  # too close to the last label to be readable
+            labelled = t
             ax_q.annotate(text, (t - now, 1), xycoords=("data", "axes fraction"), fontsize=6,
                           rotation=90, va="top", ha="right", color="#555555")
     ax_r.set_xlim(-window_s, 0)

@@ -15,7 +15,12 @@ def test_sample_returns_numbers_and_marks_knob_changes(run):
         conn = await messaging.connect(broker=messaging.Broker())
         k = await Kitchen.start(conn, rate_per_s=50, processing_ms=10, crash_rate=0.2, seed=2)
         view = bv.broker_view(k, window_s=5, refresh_s=0.2)
+        before = view.draws
+        kept = len(view.samples)
         s = await view.sample(0.6)
+        # sample() reads the kitchen; only the redraw loop (one sample per draw) fills the
+        # chart's history, so a long sample() cannot push the chart's window out
+        assert len(view.samples) - kept <= view.draws - before + 1
         k.set(consumers=2)
         await until(lambda: view.draws >= 3, 10)
         marks, draws, line = list(view.marks), view.draws, view.stats_html.value
