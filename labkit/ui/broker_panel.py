@@ -51,10 +51,12 @@ class BrokerPanel:
         self._syncing = False
         self.controls = _controls()
         self.readout = W.HTML().add_class("labkit-readout")
-        self.buttons = {
-            "restart": W.Button(description="restart broker", icon="refresh"),
-            "cut_off": W.Button(description="cut off consumer 1", icon="cut"),
-            "reset": W.Button(description="reset", icon="undo"),
+        self.buttons = {     # width "auto": a label is never cut off
+            "restart": W.Button(description="restart broker", icon="refresh",
+                                layout=W.Layout(width="auto")),
+            "cut_off": W.Button(description="cut off consumer 1", icon="cut",
+                                layout=W.Layout(width="auto")),
+            "reset": W.Button(description="reset", icon="undo", layout=W.Layout(width="auto")),
         }
         self.buttons["restart"].on_click(lambda _: self._act(kitchen.restart_broker))
         self.buttons["cut_off"].on_click(lambda _: self._act(lambda: kitchen.cut_off(1)))
@@ -72,7 +74,8 @@ class BrokerPanel:
                    layout=half)])
         title = W.HTML(f"<b>Broker faults: queue {html.escape(str(kitchen.queue))}</b>")
         self.widget = W.VBox([title, columns, W.HBox(list(self.buttons.values())),
-                              self.readout], layout=W.Layout(width=f"{WIDTH_PX}px"))
+                              self.readout],   # flex: never squeezed beside a view
+                             layout=W.Layout(width=f"{WIDTH_PX}px", flex="0 0 auto"))
         self.widget.add_class("labkit-panel")
 
     def close(self) -> None:
