@@ -312,6 +312,16 @@ async def handle_ticket(message, cook):
         return
     await message.ack()
 '''),
+    ("02.handle_ticket", "message.process() (requeue=False: dead-letters at the first failure)", '''
+async def handle_ticket(message, cook):
+    async with message.process():
+        await cook(message.body)
+'''),
+    ("02.handle_ticket", "message.process(requeue=True) (the poison loop)", '''
+async def handle_ticket(message, cook):
+    async with message.process(requeue=True):
+        await cook(message.body)
+'''),
     # Chapter 2 · charge_once -----------------------------------------------------------------
     ("02.charge_once", "no deduplication (charges again after a crash)", '''
 async def charge_once(message, charge, seen):
@@ -397,6 +407,61 @@ async def charge_once(message, charge, seen):
     seen.add(message.message_id)
     await message.ack()
 '''),
+    ("02.charge_once", "rejects a duplicate (a paid order to the dead-letter queue)", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.reject(requeue=False)
+        return
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    seen.add(message.message_id)
+    await message.ack()
+'''),
+    ("02.charge_once", "retries charge in a loop inside one delivery", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.ack()
+        return
+    for attempt in range(3):
+        try:
+            await charge(message.body)
+            break
+        except Exception:
+            if attempt == 2:
+                await message.nack(requeue=True)
+                return
+    seen.add(message.message_id)
+    await message.ack()
+'''),
+    ("02.charge_once", "seen.append instead of seen.add", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.ack()
+        return
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    seen.append(message.message_id)
+    await message.ack()
+'''),
+    ("02.charge_once", "seen[id] = True (seen used as a dict)", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.ack()
+        return
+    try:
+        await charge(message.body)
+    except Exception:
+        await message.nack(requeue=True)
+        return
+    seen[message.message_id] = True
+    await message.ack()
+'''),
     # Chapter 2 · publish_event ---------------------------------------------------------------
     ("02.publish_event", "the source tutorial's lock held across await queue.put", '''
 lock = asyncio.Lock()
@@ -473,6 +538,16 @@ def publish_event(subscribers, event):
     for name, queue in subscribers.items():
         event["to"] = name
         if queue.full():
+            queue.get_nowait()
+            dropped += 1
+        queue.put_nowait(event)
+    return dropped
+'''),
+    ("02.publish_event", "drops when one short of full (off by one)", '''
+def publish_event(subscribers, event):
+    dropped = 0
+    for queue in subscribers.values():
+        if queue.qsize() >= queue.maxsize - 1:
             queue.get_nowait()
             dropped += 1
         queue.put_nowait(event)
@@ -675,6 +750,16 @@ WHY = {
     "always returns 0": "returned 0",
     "only the first subscriber": "only the first subscriber",
     "writes the subscriber's name into the event": "changed the event",
+    "message.process() (requeue=False: dead-letters at the first failure)":
+        "Requeue it the first time",
+    "message.process(requeue=True) (the poison loop)": "would come back forever",
+    "rejects a duplicate (a paid order to the dead-letter queue)":
+        "moved a paid order to the dead-letter queue",
+    "retries charge in a loop inside one delivery": "Retry through the broker instead",
+    "seen.append instead of seen.add": "used `seen.append`, but seen supports `id in seen` and "
+                                       "`seen.add(id)`",
+    "seen[id] = True (seen used as a dict)": "seen supports `id in seen` and `seen.add(id)`",
+    "drops when one short of full (off by one)": "only when the queue is full",
     # chapter 5
     "the source tutorial's ±10 % jitter": "±10 % jitter",
     "no jitter at all": "every time",
@@ -852,6 +937,24 @@ async def handle_ticket(message, cook):
         else:
             await message.nack(requeue=True)
 '''),
+    ("02.handle_ticket", "message.process(requeue=not message.redelivered)", '''
+async def handle_ticket(message, cook):
+    async with message.process(requeue=not message.redelivered):
+        await cook(message.body)
+'''),
+    ("02.handle_ticket", "message.process(requeue=True, reject_on_redelivered=True)", '''
+async def handle_ticket(message, cook):
+    async with message.process(requeue=True, reject_on_redelivered=True):
+        await cook(message.body)
+'''),
+    ("02.handle_ticket", "message.process inside try, the error swallowed", '''
+async def handle_ticket(message, cook):
+    try:
+        async with message.process(requeue=not message.redelivered):
+            await cook(message.body)
+    except Exception as err:
+        print("ticket failed:", err)
+'''),
     ("02.charge_once", "one ack for both paths, re-raises a failed charge", '''
 async def charge_once(message, charge, seen):
     key = message.message_id
@@ -863,6 +966,15 @@ async def charge_once(message, charge, seen):
             raise
         seen.add(key)
     await message.ack()
+'''),
+    ("02.charge_once", "message.process(requeue=True) around charge and seen.add", '''
+async def charge_once(message, charge, seen):
+    if message.message_id in seen:
+        await message.ack()
+        return
+    async with message.process(requeue=True):
+        await charge(message.body)
+        seen.add(message.message_id)
 '''),
     ("02.publish_event", "a while loop drops until there is room", '''
 def publish_event(subscribers, event):

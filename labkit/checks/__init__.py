@@ -182,6 +182,20 @@ def _find(exercise_id: str) -> Exercise:
         raise ValueError(f"unknown exercise {exercise_id!r}; known: {', '.join(sorted(EXERCISES))}") from None
 
 
+def raised(err: BaseException) -> str:
+    """How a check names an exception the answer raised: "KeyError: 'x'", or for one whose
+    str is empty, what happened ("QueueEmpty (you called get_nowait() on an empty queue)") or
+    "TypeName (no message)", never a bare colon."""
+    name, text = type(err).__name__, str(err)
+    if text:
+        return f"{name}: {text}"
+    if isinstance(err, asyncio.QueueEmpty):
+        return f"{name} (you called get_nowait() on an empty queue)"
+    if isinstance(err, asyncio.QueueFull):
+        return f"{name} (you called put_nowait() on a full queue)"
+    return f"{name} (no message)"
+
+
 class _CheckTimedOut(Exception):
     """The check's own time limit ran out (only this may say "the check gave up")."""
 
@@ -262,7 +276,7 @@ async def evaluate(exercise_id: str, impl, *, timeout_s: float | None = None,
         return Result(ex.id, False, f"your {name} raised TimeoutError{detail}: its own timeout "
                                     "ran out, not the check's time limit.", ex.hint)
     except Exception as err:  # the learner's code crashed: that is feedback, not a crash
-        return Result(ex.id, False, f"{name} raised {type(err).__name__}: {err}", ex.hint)
+        return Result(ex.id, False, f"{name} raised {raised(err)}", ex.hint)
     return Result(ex.id, True, "correct")
 
 

@@ -15,7 +15,8 @@ from collections import Counter, OrderedDict, defaultdict
 from labkit import messaging
 from labkit.messaging import (Broker, BrokerFaults, ConsumerCrashed, DeliveryChecker, Message,
                               MessageProcessed)
-from . import Wrong, exercise, run_rng
+from labkit.messaging.consumers import SeenStore
+from . import Wrong, exercise, raised, run_rng
 
 HANDLER_S = 5.0      # one call of the learner's handler may take this long
 RUN_S = 10.0         # all messages of a check must be settled within this (real seconds)
@@ -45,7 +46,7 @@ class _Bench:
         self.delivered += e.queue == "rail" and e.kind == "delivered"
 
     async def _consume(self, message) -> None:
-        mid = message.message_id
+        mid, task = message.message_id, None
         self.deliveries[mid] += 1
         try:
             if self.error is None and self.deliveries[mid] > self.max_deliveries:
@@ -76,6 +77,8 @@ class _Bench:
             raise
         finally:
             self.finished += 1
+            if task is not None:          # cancelled before it looked (the close): look now
+                _retrieve(task) if task.done() else task.add_done_callback(_retrieve)
 
     async def run(self, messages: list[Message], broker: Broker) -> DeliveryChecker:
         """Publish `messages`, consume until every delivery was handled, close; the checker."""
@@ -105,6 +108,17 @@ class _Bench:
         if self.error is not None:
             raise self.error
         return DeliveryChecker.of(broker.journal.events)
+
+
+def _retrieve(task) -> None:
+    """Look at a handler's outcome, so that asyncio prints no "Task exception was never
+    retrieved" (a handler still running at the close ends with ChannelClosed or cook's error)."""
+    _ = task.cancelled() or task.exception()
+
+
+_PASS_ON = (NotImplementedError, TimeoutError)   # `evaluate` has its own words for these
+
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +223,9 @@ def _judge_ticket(message, steps, error, kind) -> None:
                     "delivery closes the channel.",
                     "After nack/reject in `except`, `return` (or ack in `else:`).")
     if error is not None and not isinstance(error, _Failed):
-        raise error
+        if str(error) or isinstance(error, _PASS_ON):
+            raise error
+        raise Wrong(f"your handle_ticket raised {raised(error)} for ticket {t}.", _HINT_1)
     if steps.count("called") > len(works):
         raise Wrong("you called cook(...) without `await`: the coroutine it returns never "
                     f"ran, so ticket {t} was not cooked.", "`await cook(message.body)`")
@@ -271,25 +287,44 @@ async def charge_once(message, charge, seen):
     await message.ack()
 
 
-class _Seen:
-    """The bounded store passed as `seen` (SeenStore's interface); it counts its use."""
+class SeenIds(SeenStore):
+    """The `seen` the check passes: the notebook's bounded SeenStore, counting its use. Any use
+    but `id in seen`, `seen.add(id)` and len is recorded in `misused` (the check says so)."""
 
     def __init__(self, max_ids: int):
-        self.max_ids, self._ids, self.asked, self.added = max_ids, OrderedDict(), 0, 0
+        super().__init__(max_ids)
+        self.asked, self.added, self.misused = 0, 0, ""
 
     def __contains__(self, key) -> bool:
         self.asked += 1
-        return key in self._ids
+        return super().__contains__(key)
 
     def add(self, key) -> None:
         self.added += 1
-        self._ids[key] = None
-        self._ids.move_to_end(key)
-        while len(self._ids) > self.max_ids:
-            self._ids.popitem(last=False)
+        super().add(key)
 
-    def __len__(self) -> int:
-        return len(self._ids)
+    def _refuse(self, what: str, error=TypeError):
+        self.misused = self.misused or what
+        raise error(f"{what}: seen supports `id in seen` and `seen.add(id)`")
+
+    def __getattr__(self, name):      # only called for names the store does not have
+        if name.startswith("_"):      # (IPython and copy probe private names: not a misuse)
+            raise AttributeError(name)
+        self._refuse(f"seen.{name}", AttributeError)
+
+    def __iter__(self):
+        self._refuse("a loop over seen")
+
+    def __getitem__(self, key):
+        self._refuse("seen[...]")
+
+    def __setitem__(self, key, value):
+        self._refuse("seen[...] = ...")
+
+    __delitem__ = __getitem__
+
+    def __repr__(self) -> str:
+        return f"<SeenIds: {len(self)} ids, at most {self.max_ids}>"
 
 
 _HINT_2 = ("If message.message_id in seen: ack and return. Else `await charge(message.body)`; "
@@ -308,7 +343,7 @@ async def check_charge_once(impl) -> None:
     body_of[twin] = body_of[ids[0]]          # another order, the same body
     rng.shuffle(ids)
     charged, calls, crashed, current = Counter(), Counter(), set(), {}
-    seen = _Seen(max_ids=4 * len(ids))
+    seen = SeenIds(max_ids=4 * len(ids))
 
     async def charge(body):
         if body not in body_of.values():
@@ -326,8 +361,8 @@ async def check_charge_once(impl) -> None:
 
     async def handler(message):
         current[message.body] = message.message_id
-        if message.message_id in seen._ids:
-            bench.step(message.message_id, "dup")
+        if message.message_id in seen._ids and charged[message.message_id]:
+            bench.step(message.message_id, "dup")        # charged before: a duplicate
         if message.message_id == unlucky and bench.deliveries[unlucky] == 1:
             message.crashed = True           # it dies before its ack, as with the fault model
         try:
@@ -336,7 +371,7 @@ async def check_charge_once(impl) -> None:
             if message.crashed and message.processed:
                 crashed.add(message.message_id)
 
-    bench = _Bench(handler, _judge_charge, lambda o: Wrong(
+    bench = _Bench(handler, functools.partial(_judge_charge, seen=seen), lambda o: Wrong(
         f"order {o} was delivered 12 times and was still not acked.", _HINT_2),
         prefetch=1, max_deliveries=12)
     broker = Broker()
@@ -370,15 +405,33 @@ async def check_charge_once(impl) -> None:
         raise Wrong(f"not every order was acked: delivery checker: {result['verdict']}.", _HINT_2)
 
 
-def _judge_charge(message, steps, error) -> None:
+def _judge_charge(message, steps, error, seen) -> None:
     o = message.message_id
+    if seen.misused:
+        raise Wrong(f"your charge_once used `{seen.misused}`, but seen supports `id in seen` and "
+                    "`seen.add(id)` only: it is a bounded store of message ids (a SeenStore), "
+                    "not a list or a dict.", "`seen.add(message.message_id)`")
+    works = [s for s in steps if s in ("failed", "charged")]
+    if works.count("charged") > 1:
+        raise Wrong(f"your charge_once charged order {o} {works.count('charged')} times in one "
+                    "delivery: call charge once per delivery.", _HINT_2)
+    if len(works) > 1:
+        went = f", call {works.index('charged') + 1} charged it" if "charged" in works else ""
+        raise Wrong(f"charge raised for order {o} and your charge_once called it again in the "
+                    f"same delivery ({len(works)} calls{went}). Retry through the broker "
+                    "instead: `await message.nack(requeue=True)` and return. A loop in the "
+                    "handler holds one of the consumer's prefetch slots for all its tries, "
+                    "retries at once a payment service that is down, and if the consumer dies "
+                    "mid-loop the broker redelivers the order and the loop starts over.", _HINT_2)
     if getattr(message, "crashed", False) and message.processed:
         return                  # it died as it settled (fault model): the broker redelivers it
     if isinstance(error, MessageProcessed):
         raise Wrong(f"your charge_once settled order {o} twice: ack or nack each delivery "
                     "exactly once.", _HINT_2)
     if error is not None and not isinstance(error, (_Failed, ConsumerCrashed)):
-        raise error
+        if str(error) or isinstance(error, _PASS_ON):
+            raise error
+        raise Wrong(f"your charge_once raised {raised(error)} for order {o}.", _HINT_2)
     settles, failed = [s for s in steps if isinstance(s, tuple)], "failed" in steps
     if not settles:
         if "dup" in steps:
@@ -392,6 +445,14 @@ def _judge_charge(message, steps, error) -> None:
                         "`await message.nack(requeue=True)` so it is tried again.", _HINT_2)
         raise Wrong(f"your charge_once did not ack order {o}.", _HINT_2)
     how, requeue = settles[0]
+    if "dup" in steps and not works and how != "acked":
+        raise Wrong(f"order {o} came again after it was charged (its id was in `seen`) and "
+                    f"your charge_once {how} it {'with' if requeue else 'without'} requeue: "
+                    + ("the broker delivers it again and again." if requeue else
+                       "the broker moved a paid order to the dead-letter queue, where it looks "
+                       "like an order that failed (and replaying the dead letters brings it "
+                       "back).") + " Ack a duplicate: its work is done.",
+                    "`if message.message_id in seen:` `await message.ack()` and return.")
     if failed and (how == "acked" or not requeue):
         raise Wrong(f"charge raised for order {o} (nothing was charged) and your charge_once "
                     f"{how} it{'' if how == 'acked' else ' without requeue'}: the order is "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from . import Wrong, exercise, plain, run_rng
+from . import Wrong, exercise, plain, raised, run_rng
 
 
 def publish_event(subscribers, event):
@@ -61,6 +61,17 @@ def _judge_publish(impl, subs, old, event) -> None:
                     + (f", so {', '.join(map(repr, after))} after it got nothing" if after else "")
                     + ". When a queue is full, drop its oldest event (queue.get_nowait()) "
                     "first, then put_nowait.", _HINT_3) from None
+    except asyncio.QueueEmpty:
+        empty = [s for s in names if not old[s]]
+        raise Wrong("publish_event raised QueueEmpty: you called get_nowait() on an empty queue "
+                    f"{where}" + (f"; {', '.join(map(repr, empty))} held no events before the "
+                                  "publish" if empty else "")
+                    + ". Drop the oldest only when the queue is full: `if queue.full():`.",
+                    _HINT_3) from None
+    except Exception as err:
+        if str(err) or isinstance(err, (NotImplementedError, TimeoutError)):
+            raise             # `evaluate` says "raised X: ..." (or has its own words)
+        raise Wrong(f"publish_event raised {raised(err)} {where}.", _HINT_3) from None
     got = plain(got, "`publish_event` must not wait: make it a plain `def` that uses put_nowait. "
                      "A publisher that awaits a full subscriber queue waits for that slow "
                      "subscriber (and with the source tutorial's lock held across the await, "

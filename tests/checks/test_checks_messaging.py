@@ -5,6 +5,7 @@ import asyncio
 import gc
 import inspect
 import time
+import types
 import warnings
 
 import pytest
@@ -189,3 +190,96 @@ def test_solution_prints_the_reference(capsys):
     checks.solution("02.handle_ticket")
     out = capsys.readouterr().out
     assert "message.reject(requeue=False)" in out and "await message.ack()" in out
+
+
+def test_process_right_answers_are_in_the_corpus_once_the_api_has_it():
+    from labkit.messaging.api import IncomingMessage
+    uses = [w for _, w, _ in RIGHT2 + CHAPTER2 if "message.process" in w]
+    assert hasattr(IncomingMessage, "process") and len(uses) >= 4
+
+
+def test_a_handler_cancelled_by_the_close_leaves_no_unretrieved_task_exception(run):
+    """The check closes its channel while handlers run (a learner's time.sleep makes that
+    likely); a handler task that ended with an error nobody looked at must not make asyncio
+    print "Task exception was never retrieved" after the check."""
+    async def scenario():
+        noise = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, ctx: noise.append(ctx.get("message")))
+        release, ended = asyncio.Event(), []
+
+        async def handler(message):
+            await release.wait()
+            ended.append(message.message_id)
+            raise RuntimeError("the channel is closed")
+        bench = ch2._Bench(handler, lambda *a: None, None, prefetch=1, max_deliveries=3)
+        consume = asyncio.ensure_future(bench._consume(types.SimpleNamespace(message_id="T-1")))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.sleep(0)               # the handler ends with its error ...
+        assert ended == ["T-1"]
+        consume.cancel()                     # ... and the close cancels its consumer first
+        await asyncio.gather(consume, return_exceptions=True)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+        return noise
+    assert run(scenario()) == []
+
+
+def test_charge_once_check_passes_a_seen_store_named_like_the_notebooks(run):
+    from labkit.messaging.consumers import SeenStore
+    stores = []
+
+    async def spy(message, charge, seen):
+        stores.append(seen)
+        await ch2.charge_once(message, charge, seen)
+    assert run(evaluate("02.charge_once", spy)).passed
+    store = stores[0]
+    assert isinstance(store, SeenStore) and "_" not in type(store).__name__
+    assert "SeenIds" in repr(store)
+    for use in (lambda: store.append("x"), lambda: store.__setitem__("x", 1), lambda: list(store)):
+        with pytest.raises((AttributeError, TypeError), match="seen supports `id in seen`"):
+            use()
+    assert not hasattr(store, "_repr_html_")            # IPython's probes are not a misuse
+
+
+def test_the_loop_answer_is_not_told_that_the_order_was_never_charged(run):
+    source = [s for e, w, s in CHAPTER2 if w == "retries charge in a loop inside one delivery"][0]
+    for _ in range(3):
+        result = run(evaluate("02.charge_once", _define(source, "02.charge_once")))
+        assert "never charged" not in result.message
+        assert "nack(requeue=True)" in result.message and "prefetch" in result.message
+
+
+def test_queue_empty_from_publish_event_is_described_not_a_bare_colon():
+    from labkit.checks import Wrong, pubsub
+    source = [s for e, w, s in CHAPTER2 if w == "drops when one short of full (off by one)"][0]
+    impl = _define(source, "02.publish_event")
+    subs = {"kitchen": asyncio.Queue(maxsize=1), "billing": asyncio.Queue(maxsize=3)}
+    with pytest.raises(Wrong) as caught:
+        subs["billing"].put_nowait({"seq": 0})
+        pubsub._judge_publish(impl, subs, {"kitchen": [], "billing": [{"seq": 0}]}, {"seq": 1})
+    message = caught.value.message
+    assert "QueueEmpty: you called get_nowait() on an empty queue" in message
+    assert "'kitchen' held no events" in message and ": (" not in message
+
+
+@pytest.mark.parametrize("err, text", [
+    (asyncio.QueueEmpty(), "QueueEmpty (you called get_nowait() on an empty queue)"),
+    (asyncio.QueueFull(), "QueueFull (you called put_nowait() on a full queue)"),
+    (RuntimeError(), "RuntimeError (no message)"),
+    (KeyError("x"), "KeyError: 'x'"),
+])
+def test_raised_never_leaves_a_bare_colon(err, text):
+    from labkit.checks import raised
+    assert raised(err) == text
+
+
+def test_an_exception_without_message_in_a_handler_is_described(run):
+    async def raises(message, charge, seen):
+        raise LookupError()
+    result = run(evaluate("02.charge_once", raises))
+    assert "raised LookupError (no message)" in result.message, result.message
