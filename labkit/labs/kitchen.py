@@ -15,12 +15,17 @@ the queue is a quorum queue with a delivery limit and a dead-letter exchange + q
 A cook cooks one dish at a time: each consumer's handler runs its orders one after another
 (the prefetch window is the tickets in its hand, not dishes on the stove), so the kitchen's
 capacity is consumers / processing time, whatever the prefetch. Processing time is a sleep in
-the handler. On the embedded broker the fault model (`labkit.messaging.BrokerFaults`) supplies
-the crashes, and `restart_broker()` / `cut_off(i)` work. On RabbitMQ a crash is simulated (the
-consumer nacks with requeue instead of acking, after the work); restart and cut-off raise
-ValueError; consumers are channels of the one connection; dead letters are seen by a small
-consumer of the dead-letter queue (RabbitMQ does not tell clients). Times come from the running
-loop (real time here, not labkit.sim); rates and duplicates are counted by `labkit.obs.rates`.
+the handler, drawn per dish from the kitchen's seeded rng (`processing_dist`: "fixed",
+"exponential" or "long_tail", mean `processing_ms`; the cooks live in `kitchen_cooks`).
+`publish_latency_ms` delays each publish (the producer waits for each confirm, so above
+1000/rate_per_s ms it cannot keep its rate). On the embedded broker the fault model
+(`labkit.messaging.BrokerFaults`) supplies the crashes and the publish latency, and
+`restart_broker()` / `cut_off(i)` work. On RabbitMQ a crash is simulated (the consumer nacks
+with requeue instead of acking, after the work), the publish latency is a sleep in the
+producer, restart and cut-off raise ValueError; consumers are channels of the one connection;
+dead letters are seen by a small consumer of the dead-letter queue (RabbitMQ does not tell
+clients). Times come from the running loop (real time here, not labkit.sim); rates and
+duplicates are counted by `labkit.obs.rates`.
 """
 from __future__ import annotations
 
@@ -28,18 +33,18 @@ import asyncio
 
 from labkit import messaging
 from labkit._core import runtime, seeding, validate
-from labkit.messaging.api import AMQPError, ChannelClosed, Message
+from labkit.labs.kitchen_cooks import MAX_CONSUMERS, PROCESSING_DISTS, RECONNECT_S, Cooks
+from labkit.messaging.api import AMQPError, Message
 from labkit.messaging.consumers import SeenStore, ack_after, idempotent as idempotent_handler
-from labkit.messaging.faults import BrokerFaults, ConsumerCrashed
+from labkit.messaging.faults import BrokerFaults
 from labkit.obs.rates import DuplicateCounter, WindowedRates
 
 __all__ = ["Kitchen", "KNOBS", "DELIVERY_LIMIT"]
 
-KNOBS = ("rate_per_s", "consumers", "prefetch", "processing_ms", "crash_rate", "idempotent")
+KNOBS = ("rate_per_s", "consumers", "prefetch", "processing_ms", "crash_rate", "idempotent",
+         "processing_dist", "publish_latency_ms")
 DELIVERY_LIMIT = 5          # deliveries before a quorum queue dead-letters a message
 RATE_WINDOW_S = 2.0         # rates in stats() cover the last 2 s
-RECONNECT_S = 0.5           # a consumer cut off (or a restarted broker) comes back after this
-MAX_CONSUMERS = 20
 MAX_LISTENERS = 16
 MAX_MESSAGES = 200_000      # ids the checker tracks (beyond: its verdict says INCOMPLETE)
 _RATED = ("published", "delivered", "acked", "redelivered", "dead_lettered")
@@ -47,13 +52,16 @@ _kitchens: dict = {}        # queue name -> the running Kitchen (a re-run cell r
 
 
 _LIMITS = {"rate_per_s": (0, 1000, " orders/s"), "consumers": (0, MAX_CONSUMERS, ""),
-           "prefetch": (1, 1000, ""), "processing_ms": (0, 60_000, " ms"), "crash_rate": (0, 1, "")}
+           "prefetch": (1, 1000, ""), "processing_ms": (0, 60_000, " ms"),
+           "crash_rate": (0, 1, ""), "publish_latency_ms": (0, 1000, " ms")}
 
 
 def _check(knob: str, value):
     """One knob's value, checked (ValueError naming it)."""
     if knob == "idempotent":
         return validate.boolean("idempotent", value)
+    if knob == "processing_dist":
+        return validate.choice("processing_dist", value, PROCESSING_DISTS)
     if knob not in _LIMITS:
         raise ValueError(f"{knob} is not a kitchen knob; the knobs are {list(KNOBS)}")
     lo, hi, unit = _LIMITS[knob]
@@ -62,19 +70,7 @@ def _check(knob: str, value):
     return validate.number(knob, value, lo, hi, unit=unit)
 
 
-class _Slot:
-    """One consumer: its number (1..), connection (embedded) and channel."""
-
-    def __init__(self, number, conn, channel):
-        self.number, self.conn, self.channel = number, conn, channel
-        self.lost_at = None            # loop time it was found closed (cut off, restart)
-
-    @property
-    def closed(self) -> bool:
-        return self.channel.is_closed or (self.conn is not None and self.conn.is_closed)
-
-
-class Kitchen:
+class Kitchen(Cooks):
     """A running producer/consumer pipeline with live knobs; build it with `Kitchen.start`."""
 
     def __init__(self, conn, *, queue, knobs, dead_letter, seed, owns_conn, duration_s):
@@ -91,8 +87,7 @@ class Kitchen:
         self.last_error, self.running, self._owns_conn = "", False, owns_conn
         self._rates = WindowedRates(_RATED, window_s=RATE_WINDOW_S, max_events=20_000)
         self._handled = DuplicateCounter(max_ids=MAX_MESSAGES)   # "handled" ids, for duplicates
-        self._slots: list[_Slot] = []
-        self._handlers, self._listeners, self._tasks = set(), [], []
+        self._listeners, self._tasks = [], []
         self._reopen = self._paused = self._made_faults = False  # paused: drain() stopped it
         self._drained = None            # None: no drain yet; else whether it completed
         self._wake = asyncio.Event()
@@ -104,7 +99,12 @@ class Kitchen:
             if self.faults is None:
                 self.faults = BrokerFaults(self.broker, seed=seed)
                 self._made_faults = True
-            self.faults.configure(crash_rate=knobs["crash_rate"], processing_s=0.0)
+            f = self.faults             # a shared broker's knobs come back at stop()
+            self._faults_before = dict(crash_rate=f.crash_rate, processing_s=f.processing,
+                                       publish_latency_ms=f.publish_latency_ms)
+            self.faults.configure(crash_rate=knobs["crash_rate"], processing_s=0.0,
+                                  publish_latency_ms=knobs["publish_latency_ms"])
+        self._init_cooks()              # consumers, and the seeded draw of cooking times
         journal = self.journal
         self._plain = ack_after(self._work, retries=1, journal=journal)
         self._idem = idempotent_handler(self._work, store=self.seen, retries=1, journal=journal)
@@ -113,15 +113,18 @@ class Kitchen:
     @classmethod
     async def start(cls, conn=None, *, queue: str = "tickets", rate_per_s: float = 20.0,
                     consumers: int = 3, prefetch: int = 10, processing_ms: float = 50.0,
-                    crash_rate: float = 0.0, idempotent: bool = False, dead_letter: bool = True,
-                    seed: int | None = None, duration_s: float = 1800.0) -> "Kitchen":
+                    crash_rate: float = 0.0, idempotent: bool = False,
+                    processing_dist: str = "fixed", publish_latency_ms: float = 0.0,
+                    dead_letter: bool = True, seed: int | None = None,
+                    duration_s: float = 1800.0) -> "Kitchen":
         """Declare the queues and start the producer and the consumers (see the module doc).
 
         `conn`: a labkit.messaging connection (default: `labkit.broker()`, or a new embedded
         one). The kitchen stops by itself after `duration_s` (bounded). A kitchen already
         running on the same queue (a re-run cell) is stopped first."""
-        knobs = {k: _check(k, v) for k, v in zip(KNOBS, (rate_per_s, consumers, prefetch,
-                                                         processing_ms, crash_rate, idempotent))}
+        knobs = {k: _check(k, v) for k, v in zip(KNOBS, (
+            rate_per_s, consumers, prefetch, processing_ms, crash_rate, idempotent,
+            processing_dist, publish_latency_ms))}
         validate.text("queue", queue)
         if not queue:
             raise ValueError("queue must be a non-empty name, got ''")
@@ -130,7 +133,8 @@ class Kitchen:
             validate.integer("seed", seed)
         duration_s = validate.number("duration_s", duration_s, 0, 86_400, lo_open=True, unit=" s")
         previous = _kitchens.get(queue)
-        if previous is not None and previous.running and previous.loop is asyncio.get_running_loop():
+        if (previous is not None and previous.running
+                and previous.loop is asyncio.get_running_loop()):
             await previous.stop()
         owns = conn is None
         if conn is None:
@@ -139,31 +143,10 @@ class Kitchen:
             raise ValueError(f"conn must be a labkit.messaging connection or None, got {conn!r}")
         kitchen = cls(conn, queue=queue, knobs=knobs, dead_letter=dead_letter, seed=seed,
                       owns_conn=owns, duration_s=duration_s)
-        await kitchen._declare()
+        await kitchen._declare(DELIVERY_LIMIT)
         kitchen._begin()
         _kitchens[queue] = kitchen
         return kitchen
-
-    async def _connection(self):
-        return await messaging.connect(broker=self.broker) if self.embedded else self.conn
-
-    async def _declare(self) -> None:
-        conn = await self._connection()
-        ch = await conn.channel()
-        args = None
-        if self.dead_letter:
-            dlx = await ch.declare_exchange(f"{self.queue}.dlx", "fanout", durable=True)
-            dlq = await ch.declare_queue(f"{self.queue}.dlq", durable=True)
-            await dlq.bind(dlx)
-            self.dlq_name = dlq.name
-            args = {"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
-                    "x-dead-letter-exchange": dlx.name}
-        q = await ch.declare_queue(self.queue, durable=True, arguments=args)
-        ex = await ch.declare_exchange(f"{self.queue}.orders", "direct", durable=True)
-        await q.bind(ex, routing_key="order")
-        self.queue_name, self.exchange_name = q.name, ex.name
-        self._args = args
-        await (conn.close() if self.embedded else ch.close())
 
     def _begin(self) -> None:
         self.running = True
@@ -181,8 +164,12 @@ class Kitchen:
         checked = {k: _check(k, v) for k, v in changes.items()}
         changed = {k: v for k, v in checked.items() if self.knobs[k] != v}
         self.knobs.update(changed)
-        if self.faults is not None and "crash_rate" in changed:
-            self.faults.configure(crash_rate=self.knobs["crash_rate"], processing_s=0.0)
+        if self.faults is not None and ("crash_rate" in changed or
+                                        "publish_latency_ms" in changed):
+            self.faults.configure(crash_rate=self.knobs["crash_rate"], processing_s=0.0,
+                                  publish_latency_ms=self.knobs["publish_latency_ms"])
+        if "processing_ms" in changed or "processing_dist" in changed:
+            self._new_sampler()
         if "prefetch" in changed:             # a new window: the cooks start over
             self._reopen = True
         if "prefetch" in changed or "consumers" in changed:
@@ -232,29 +219,6 @@ class Kitchen:
         self.faults.cut_off(slot.conn)
         self._wake.set()
 
-    # ---- the work -----------------------------------------------------------------------
-    async def _work(self, message) -> None:
-        if self.knobs["processing_ms"] > 0:
-            await asyncio.sleep(self.knobs["processing_ms"] / 1000)
-
-    async def _handle(self, message, stove: asyncio.Lock) -> None:
-        task = asyncio.current_task()
-        self._handlers.add(task)
-        self._in_flight += 1
-        try:
-            if not self.embedded and self._rng.random() < self.knobs["crash_rate"]:
-                _crash_on_settle(message)
-            handler = self._idem if self.knobs["idempotent"] else self._plain
-            async with stove:                  # one dish at a time per cook
-                await handler(message)
-        except ConsumerCrashed:
-            self.crashes += 1
-        except (ChannelClosed, AMQPError, ConnectionError):
-            self.settle_failures += 1          # cut off or restarted: the broker redelivers
-        finally:
-            self._in_flight -= 1
-            self._handlers.discard(task)
-
     async def _produce(self) -> None:
         ch = ex = conn = None
         next_t = self.loop.time()
@@ -276,6 +240,9 @@ class Kitchen:
                     conn = await self._connection()
                     ch = await conn.channel()
                     ex = await ch.declare_exchange(self.exchange_name, "direct", durable=True)
+                latency_ms = self.knobs["publish_latency_ms"]
+                if not self.embedded and latency_ms > 0:   # embedded: BrokerFaults delays it
+                    await asyncio.sleep(latency_ms / 1000.0)
                 mid = f"order-{self.published + 1}"
                 await ex.publish(Message(f'{{"order": "{mid}"}}', message_id=mid,
                                          persistent=True), routing_key="order", timeout_s=5.0)
@@ -291,78 +258,6 @@ class Kitchen:
             await conn.close()
         if self.running:
             runtime.spawn(self.stop())              # duration_s is over: stop everything
-
-    # ---- consumers ----------------------------------------------------------------------
-    async def _supervise(self) -> None:
-        dlq = None
-        try:
-            while True:
-                await self._reconcile()
-                if not self.embedded:
-                    dlq = dlq or await self._watch_dead_letters()
-                    q = await self._status_channel.get_queue(self.queue_name)
-                    self._ready = (await q.status())["ready"]
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 0.1)
-                except asyncio.TimeoutError:
-                    pass
-                self._wake.clear()
-        finally:
-            await self._close_slots(list(self._slots))
-
-    async def _watch_dead_letters(self):
-        self._status_channel = await self.conn.channel()
-        if not self.dead_letter:
-            return True
-        ch = await self.conn.channel()
-        q = await ch.get_queue(self.dlq_name)
-
-        async def seen(message):                   # the amqp backend records the x-death
-            await message.ack()
-        await q.consume(seen)
-        self._dlq_channel = ch
-        return ch
-
-    async def _reconcile(self) -> None:
-        now = self.loop.time()
-        if self._reopen:
-            self._reopen = False
-            self.reopens += 1
-            await self._close_slots(list(self._slots))
-        for slot in [s for s in self._slots if s.closed]:
-            slot.lost_at = slot.lost_at if slot.lost_at is not None else now
-            if now - slot.lost_at >= RECONNECT_S:
-                await self._close_slots([slot])
-        want = self.knobs["consumers"]
-        while len(self._slots) > want:
-            await self._close_slots([max(self._slots, key=lambda s: s.number)])
-        while len(self._slots) < want:
-            used = {s.number for s in self._slots}
-            number = next(n for n in range(1, MAX_CONSUMERS + 2) if n not in used)
-            try:
-                conn = await self._connection()
-                ch = await conn.channel()
-                await ch.set_qos(prefetch_count=self.knobs["prefetch"])
-                q = await ch.declare_queue(self.queue_name, durable=True, arguments=self._args)
-                stove = asyncio.Lock()
-                await q.consume(lambda message, stove=stove: self._handle(message, stove))
-            except (AMQPError, ConnectionError) as e:
-                self.last_error = f"consumer {number}: {type(e).__name__}: {e}"[:200]
-                return                              # tried again at the next round
-            self._slots.append(_Slot(number, conn if self.embedded else None, ch))
-            self._slots.sort(key=lambda s: s.number)
-
-    async def _close_slots(self, slots) -> None:
-        for slot in slots:
-            if slot in self._slots:
-                self._slots.remove(slot)
-            try:
-                if slot.conn is not None:
-                    await slot.conn.close(timeout_s=2.0)   # also ends its handler tasks
-                else:
-                    await asyncio.wait_for(slot.channel.close(), 2.0)
-            except Exception as e:  # noqa: BLE001 - a broken channel is closed anyway
-                self.last_error = f"closing consumer {slot.number}: {e!r}"[:200]
 
     # ---- measuring ----------------------------------------------------------------------
     def _observe(self, e) -> None:
@@ -439,21 +334,15 @@ class Kitchen:
                 t.cancel()
         await asyncio.wait([t for t in self._tasks if t is not me] or [asyncio.sleep(0)],
                            timeout=5)
-        for name in ("_dlq_channel", "_status_channel"):
-            ch = self.__dict__.get(name)
-            if ch is not None and not ch.is_closed:
-                await asyncio.wait_for(ch.close(), 2.0)
-        handlers = [t for t in self._handlers if t is not me]
-        for t in handlers:
-            t.cancel()
-        if handlers:
-            await asyncio.wait(handlers, timeout=5)
+        await self._stop_cooks()
         if self._unsubscribe:
             self._unsubscribe()
         if self._unregister:
             self._unregister()
         if self._made_faults:
             self.faults.detach()
+        elif self.faults is not None:
+            self.faults.configure(**self._faults_before)
         if self._owns_conn:
             await self.conn.close()
         if _kitchens.get(self.queue) is self:
@@ -465,17 +354,6 @@ class Kitchen:
                 f"{'running' if self.running else 'stopped'} {self.knobs}>")
 
     _t0 = 0.0
-
-
-def _crash_on_settle(message) -> None:
-    """RabbitMQ: make this delivery's ack a nack with requeue, then raise ConsumerCrashed
-    (after the work), so the message comes back redelivered as after a real crash."""
-    send = message._send
-
-    async def crashed(how, requeue):
-        await send("nack", True)
-        raise ConsumerCrashed(f"simulated crash before settling {message.message_id!r}")
-    message._send = crashed
 
 
 async def _default_connection():

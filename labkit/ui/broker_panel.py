@@ -1,8 +1,9 @@
 """The broker fault panel: sliders for the live kitchen's knobs (chapter 02).
 
-Like the service fault panel (`labkit.ui.panel`, same width): crash rate, processing time
-(ms), publish rate (orders/s), consumers, prefetch, an idempotent checkbox, and buttons to
-restart the broker, cut off consumer 1 and reset. Bound both ways: a control calls
+Like the service fault panel (`labkit.ui.panel`, same width and label width): crash rate,
+processing time (mean ms) and its distribution (fixed, exponential, long tail), publish rate
+(orders/s) and publish latency (ms), consumers, prefetch, an idempotent checkbox, and buttons
+to restart the broker, cut off consumer 1 and reset. Bound both ways: a control calls
 `kitchen.set(...)`; `kitchen.set` from code moves the controls (no feedback loop). Headless
 tests set ``panel.controls[name].value``. Building a new panel for the same kitchen (a re-run
 cell) closes the previous one, which stops listening.
@@ -18,8 +19,11 @@ from labkit.ui.panel import WIDTH_PX
 
 __all__ = ["BrokerPanel", "broker_panel"]
 
-_STYLE = {"description_width": "110px"}
+_STYLE = {"description_width": "96px"}
 _MAX_CONSUMERS = 20
+PROCESSING_DISTS = ("fixed", "exponential", "long_tail")   # labkit.labs.kitchen_cooks's
+_LEFT = ("crash_rate", "processing_ms", "processing_dist", "idempotent")
+_RIGHT = ("rate_per_s", "publish_latency_ms", "consumers", "prefetch")
 
 
 def _controls() -> dict:
@@ -31,9 +35,16 @@ def _controls() -> dict:
                    **{**common, "layout": layout()}, **kw)
     return {
         "crash_rate": slider(W.FloatSlider, "crash rate", 0.0, 1.0, 0.01, readout_format=".0%"),
-        "processing_ms": slider(W.IntSlider, "processing (ms)", 0, 2000, 10),
-        "rate_per_s": slider(W.FloatSlider, "publish rate (/s)", 0.0, 200.0, 1.0,
+        "processing_ms": slider(W.IntSlider, "cooking (ms)", 0, 2000, 10,
+                                tooltip="processing time: the mean time a cook takes per order"),
+        "processing_dist": W.Dropdown(options=PROCESSING_DISTS, value="fixed",
+                                      description="distribution", layout=layout(), style=_STYLE,
+                                      tooltip="the cooking time's shape, mean processing (ms)"),
+        "rate_per_s": slider(W.FloatSlider, "orders/s", 0.0, 200.0, 1.0, tooltip="publish rate",
                              readout_format=".0f"),
+        "publish_latency_ms": slider(W.IntSlider, "publish (ms)", 0, 1000, 10,
+                                     tooltip="publish latency: the delay before each publish "
+                                     "reaches the broker"),
         "consumers": slider(W.IntSlider, "consumers", 0, _MAX_CONSUMERS, 1),
         "prefetch": slider(W.IntSlider, "prefetch", 1, 100, 1),
         "idempotent": W.Checkbox(False, description="idempotent consumers", indent=False,
@@ -68,10 +79,8 @@ class BrokerPanel:
         self._sync()
         half = W.Layout(width=f"{WIDTH_PX // 2 - 4}px")
         columns = W.HBox([
-            W.VBox([self.controls[k] for k in ("crash_rate", "processing_ms", "idempotent")],
-                   layout=half),
-            W.VBox([self.controls[k] for k in ("rate_per_s", "consumers", "prefetch")],
-                   layout=half)])
+            W.VBox([self.controls[k] for k in _LEFT], layout=half),
+            W.VBox([self.controls[k] for k in _RIGHT], layout=half)])
         title = W.HTML(f"<b>Broker faults: queue {html.escape(str(kitchen.queue))}</b>")
         self.widget = W.VBox([title, columns, W.HBox(list(self.buttons.values())),
                               self.readout],   # flex: never squeezed beside a view
@@ -125,9 +134,13 @@ class BrokerPanel:
             self._syncing = False
         where = "embedded broker" if getattr(self.kitchen, "embedded", False) else "RabbitMQ"
         self.readout.value = html.escape(
-            f"{where}: {knobs['rate_per_s']:g} orders/s, {knobs['consumers']} consumers × "
-            f"prefetch {knobs['prefetch']}, {knobs['processing_ms']:g} ms each, crash rate "
-            f"{knobs['crash_rate']:.0%}" + (", idempotent" if knobs["idempotent"] else ""))
+            f"{where}: {knobs['rate_per_s']:g} orders/s"
+            + (f" ({knobs['publish_latency_ms']:g} ms to publish)"
+               if knobs.get("publish_latency_ms") else "")
+            + f", {knobs['consumers']} consumers × prefetch {knobs['prefetch']}, "
+            f"{knobs['processing_ms']:g} ms each ({knobs.get('processing_dist', 'fixed')}), "
+            f"crash rate {knobs['crash_rate']:.0%}" + (", idempotent" if knobs["idempotent"]
+                                                        else ""))
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -108,7 +108,8 @@ def _view_consumers(page: lab.LabPage) -> int | None:
 
 
 def _panel_box(page: lab.LabPage) -> dict:
-    """Width, sideways scrolling, controls sticking out, slider tracks, cut button labels."""
+    """Width, sideways scrolling, controls sticking out, slider tracks, cut button and control
+    labels, dropdowns."""
     return page.cell.locator(".labkit-panel").evaluate(
         """el => {
             const right = el.getBoundingClientRect().right + 1;
@@ -122,6 +123,9 @@ def _panel_box(page: lab.LabPage) -> dict:
                      s.querySelector('.noUi-target').getBoundingClientRect().width])),
                 cut_labels: [...el.querySelectorAll('button')]
                     .filter(b => b.scrollWidth > b.clientWidth).map(b => b.textContent.trim()),
+                cut_descriptions: [...el.querySelectorAll('.widget-label')]
+                    .filter(l => l.scrollWidth > l.clientWidth).map(l => l.textContent.trim()),
+                dropdowns: el.querySelectorAll('.widget-dropdown select').length,
             };
         }""")
 
@@ -134,7 +138,7 @@ def _wait_lab_cell(page: lab.LabPage) -> None:
     except Exception as exc:
         raise AssertionError("no code cell shows both a .labkit-panel and a .labkit-chart"
                              " after Run All") from exc
-    for label in ("processing (ms)", "consumers"):
+    for label in ("cooking (ms)", "consumers"):
         _slider(page, label).locator(".noUi-handle").wait_for(state="visible")
     page.cell.locator(lab.LabPage.CHART_IMG).first.wait_for(state="visible")
 
@@ -169,17 +173,20 @@ def _person_plays_with_the_kitchen(page: lab.LabPage, out_dir: Path) -> None:
         f"the panel scrolls sideways or has controls sticking out: {box}")
     assert min(box["tracks"].values()) >= MIN_TRACK_PX, f"slider tracks squeezed: {box}"
     assert not box["cut_labels"], f"button labels cut off: {box['cut_labels']}"
+    assert not box["cut_descriptions"], f"control labels cut off: {box['cut_descriptions']}"
+    assert box["dropdowns"] == 1 and "publish (ms)" in box["tracks"], (
+        f"the distribution dropdown or the publish latency slider is missing: {box}")
 
     for name, value in START.items():
         assert _knob(page, name) == value
-    assert _slider_value(page, "processing (ms)") == START["processing_ms"]
+    assert _slider_value(page, "cooking (ms)") == START["processing_ms"]
     assert _slider_value(page, "consumers") == START["consumers"]
     page.screenshot(out_dir / "lab_before.png")
     chart_before = page.chart_src()
 
     # Processing time: a mouse drag along the track.
-    _drag(page, "processing (ms)", DRAG_TO)
-    processing = _slider_value(page, "processing (ms)")
+    _drag(page, "cooking (ms)", DRAG_TO)
+    processing = _slider_value(page, "cooking (ms)")
     assert processing > START["processing_ms"] + 200, (
         f"the drag did not move the processing slider (it shows {processing:g}):"
         " the harness could not operate it")

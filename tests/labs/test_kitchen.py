@@ -139,18 +139,22 @@ def test_set_and_reset_and_listeners(run):
         seen = []
         k.on_change(seen.append)
         assert k.set(rate_per_s=40.0, prefetch=10) == {"rate_per_s": 40.0}   # only changes
-        k.set(processing_ms=5, crash_rate=0.1)
-        mid = dict(k.faults.summary(), processing_ms=k.knobs["processing_ms"])
+        k.set(processing_ms=5, crash_rate=0.1, publish_latency_ms=30, processing_dist="long_tail")
+        mid = dict(k.faults.summary(), processing_ms=k.knobs["processing_ms"],
+                   dist=k.knobs["processing_dist"])
         k.reset()
-        knobs = dict(k.knobs)
+        knobs, latency = dict(k.knobs), k.faults.publish_latency_ms
         await k.stop()
-        return seen, mid, knobs
+        return seen, mid, knobs, latency
 
-    seen, mid, knobs = run(main())
+    seen, mid, knobs, latency = run(main())
     assert seen[0] == {"rate_per_s": 40.0} and seen[-1]["rate_per_s"] == 10.0
     assert mid["processing_ms"] == 5 and mid["crash_rate"] == 0.1
+    assert mid["publish_latency_ms"] == 30 and mid["dist"] == "long_tail"
     assert knobs == {"rate_per_s": 10.0, "consumers": 3, "prefetch": 10, "processing_ms": 50.0,
-                     "crash_rate": 0.0, "idempotent": False}
+                     "crash_rate": 0.0, "idempotent": False, "processing_dist": "fixed",
+                     "publish_latency_ms": 0.0}
+    assert latency == 0.0                                   # reset reached the broker too
 
 
 @pytest.mark.parametrize("change, message", [
@@ -158,6 +162,8 @@ def test_set_and_reset_and_listeners(run):
     ({"prefetch": 2.0}, "prefetch must be a whole number"),
     ({"crash_rate": 1.5}, r"crash_rate must be a finite number in \[0, 1\]"),
     ({"idempotent": 1}, "idempotent must be True or False"),
+    ({"processing_dist": "gamma"}, r"processing_dist must be one of \['fixed', 'exponential'"),
+    ({"publish_latency_ms": 1500}, r"publish_latency_ms must be a finite number in \[0, 1000\]"),
     ({"spice": 3}, "spice is not a kitchen knob"),
 ])
 def test_bad_knobs_name_the_argument(run, change, message):
@@ -228,3 +234,130 @@ def test_a_cook_cooks_one_dish_at_a_time_whatever_its_prefetch(run):
     acked, elapsed, unacked = run(main())
     assert acked <= elapsed / 0.1 + 1          # one at a time: at most one dish per 100 ms
     assert unacked == 10                       # yet the window is full: ten tickets in hand
+
+
+def test_publish_latency_caps_the_producers_rate(run, backend):  # noqa: F811
+    """It publishes with confirms one at a time: with 100 ms per publish it cannot keep
+    100 orders/s. Counts over a window (loop time), bounded above: load only lowers them."""
+    async def main():
+        import uuid
+        conn = (await messaging.connect(URL) if backend == "rabbitmq"
+                else await messaging.connect(broker=messaging.Broker()))
+        queue = f"t-{uuid.uuid4().hex[:10]}-tickets"
+        loop = asyncio.get_running_loop()
+        k = await Kitchen.start(conn, queue=queue, rate_per_s=100, consumers=1, processing_ms=0,
+                                seed=5)
+        try:
+            windows = []
+            for latency_ms in (0, 100):
+                k.set(publish_latency_ms=latency_ms)
+                await asyncio.sleep(0.15)              # a publish in flight finishes
+                n0, t0 = k.published, loop.time()
+                await asyncio.sleep(0.8)
+                windows.append((k.published - n0, loop.time() - t0))
+        finally:
+            await k.stop()
+            if backend == "rabbitmq":
+                ch = await conn.channel()
+                for name in (queue, f"{queue}.dlq"):
+                    await ch.queue_delete(name)
+                for name in (f"{queue}.orders", f"{queue}.dlx"):
+                    await ch.exchange_delete(name)
+            await conn.close()
+        return windows
+
+    (fast, fast_s), (slow, slow_s) = run(main())
+    assert fast >= 25, f"without latency only {fast} orders in {fast_s:.2f} s"
+    assert slow <= slow_s / 0.1 + 1, f"{slow} orders in {slow_s:.2f} s at 100 ms per publish"
+    assert slow < fast
+
+
+def test_publish_latency_reaches_the_embedded_fault_model(run):
+    async def main():
+        k, conn = await _embedded(rate_per_s=5, publish_latency_ms=40)
+        first = k.faults.publish_latency_ms
+        k.set(publish_latency_ms=250)
+        second = k.faults.publish_latency_ms
+        await k.stop()
+        await conn.close()
+        return first, second
+
+    assert run(main()) == (40.0, 250.0)
+
+
+def _cook(dist, seed):
+    """Orders wait on the rail, then one cook with a prefetch of 10 takes them."""
+    async def main():
+        k, conn = await _embedded(rate_per_s=300, consumers=0, prefetch=10, processing_ms=10,
+                                  processing_dist=dist, seed=seed)
+        assert await until(lambda: k.stats()["ready"] >= 20, 10)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        k.set(consumers=1)
+        assert await until(lambda: len(k.cook_times_ms) >= 12, 10)
+        times, elapsed_ms = list(k.cook_times_ms), (loop.time() - t0) * 1000
+        await k.stop()
+        await conn.close()
+        return times, elapsed_ms
+    return main()
+
+
+def test_processing_time_distribution_is_seeded_and_one_dish_at_a_time(run):
+    expo, expo_ms = run(_cook("exponential", 11))
+    again, _ = run(_cook("exponential", 11))
+    other, _ = run(_cook("exponential", 12))
+    fixed, _ = run(_cook("fixed", 11))
+    n = min(len(expo), len(again), 12)
+    assert max(expo) - min(expo) > 0 and len(set(expo)) > 5          # a spread
+    assert expo[:n] == again[:n] and expo[:n] != other[:n]          # same seed, same draws
+    assert set(fixed) == {10.0}
+    # one cook: every dish but the one on the stove is finished, one after another
+    assert sum(expo) - max(expo) <= expo_ms + 5
+
+
+def test_long_tail_keeps_the_mean_and_has_a_heavy_tail():
+    import random
+    import statistics
+    from labkit.labs.kitchen_cooks import processing
+    from labkit.sim.queueing import Exponential, Fixed, LogNormal
+    assert processing("fixed", 50) == Fixed(0.05) and processing("exponential", 0) == Fixed(0.0)
+    assert processing("exponential", 50) == Exponential(0.05)
+    tail = processing("long_tail", 50)
+    assert isinstance(tail, LogNormal) and abs(tail.mean_s - 0.05) < 1e-12
+    draw = tail.sampler(random.Random(1))
+    xs = sorted(draw() for _ in range(20_000))
+    assert abs(statistics.fmean(xs) - 0.05) < 0.005
+    assert xs[int(0.99 * len(xs))] > 4 * statistics.median(xs)   # p99 well above the median
+
+
+def test_processing_knobs_change_the_draws_live(run):
+    async def main():
+        k, conn = await _embedded(rate_per_s=100, consumers=1, processing_ms=10)
+        first = await until(lambda: 10.0 in k.cook_times_ms, 10)
+        k.set(processing_ms=3)
+        shorter = await until(lambda: k.cook_times_ms[-1] == 3.0, 10)
+        k.set(processing_dist="exponential")
+        spread = await until(lambda: k.cook_times_ms[-1] not in (3.0, 10.0), 10)
+        await k.stop()
+        await conn.close()
+        return first, shorter, spread
+
+    assert run(main()) == (True, True, True)
+
+
+def test_a_shared_brokers_fault_knobs_come_back_at_stop(run):
+    """On `labkit.broker()`'s broker the fault model is shared: a stopped kitchen must not
+    leave later cells with its crash rate or publish latency."""
+    async def main():
+        broker = messaging.Broker()
+        faults = messaging.BrokerFaults(broker, crash_rate=0.05, processing_s=0.01)
+        conn = await messaging.connect(broker=broker)
+        k = await Kitchen.start(conn, rate_per_s=5, crash_rate=0.5, publish_latency_ms=200,
+                                seed=1)
+        during = faults.crash_rate, faults.publish_latency_ms
+        await k.stop()
+        after = faults.crash_rate, faults.publish_latency_ms, faults.processing.mean_s
+        await conn.close()
+        return during, after, broker.faults is faults
+
+    assert run(main()) == ((0.5, 200.0), (0.05, 0.0, 0.01), True)

@@ -4,7 +4,8 @@ import ipywidgets as W
 import pytest
 
 from labkit import messaging
-from labkit.labs.kitchen import Kitchen
+from labkit.labs.kitchen import KNOBS, Kitchen
+from labkit.labs.kitchen_cooks import PROCESSING_DISTS
 from labkit.ui.broker_panel import broker_panel
 from labkit.ui.panel import WIDTH_PX
 
@@ -27,28 +28,47 @@ def test_controls_set_the_kitchen_and_code_moves_the_controls(run):
         p.controls["consumers"].value = 2
         p.controls["prefetch"].value = 4
         p.controls["idempotent"].value = True
-        from_panel = dict(k.knobs), k.faults.crash_rate, k.faults.processing.mean_s
+        p.controls["processing_dist"].value = "long_tail"
+        p.controls["publish_latency_ms"].value = 300
+        from_panel = (dict(k.knobs), k.faults.crash_rate, k.faults.processing.mean_s,
+                      k.faults.publish_latency_ms)
+        readout = p.readout.value
         n_calls = len(calls)
-        real_set(consumers=5, crash_rate=0.5)                 # from code
-        moved = p.controls["consumers"].value, p.controls["crash_rate"].value
+        real_set(consumers=5, crash_rate=0.5, processing_dist="exponential",
+                 publish_latency_ms=40)                       # from code
+        moved = tuple(p.controls[c].value for c in ("consumers", "crash_rate",
+                                                    "processing_dist", "publish_latency_ms"))
         after_code = len(calls)
         p.buttons["restart"].click()
         restarts = k.faults.restarts
         p.buttons["reset"].click()
-        reset = p.controls["consumers"].value, k.knobs["crash_rate"]
+        reset = (p.controls["consumers"].value, k.knobs["crash_rate"],
+                 p.controls["processing_dist"].value, p.controls["publish_latency_ms"].value,
+                 k.faults.publish_latency_ms)
         await k.stop()
-        return from_panel, n_calls, moved, after_code, restarts, reset, p
+        return from_panel, readout, n_calls, moved, after_code, restarts, reset, p
 
-    from_panel, n_calls, moved, after_code, restarts, reset, p = run(main())
-    knobs, crash, processing_s = from_panel
+    from_panel, readout, n_calls, moved, after_code, restarts, reset, p = run(main())
+    knobs, crash, processing_s, latency = from_panel
     assert knobs == {"crash_rate": 0.25, "processing_ms": 120, "rate_per_s": 55.0,
-                     "consumers": 2, "prefetch": 4, "idempotent": True}
+                     "consumers": 2, "prefetch": 4, "idempotent": True,
+                     "processing_dist": "long_tail", "publish_latency_ms": 300}
     assert crash == 0.25 and processing_s == 0.0     # the kitchen sleeps; faults only crash
-    assert n_calls == 6 and after_code == 6                   # moving controls back: no set()
-    assert moved == (5, 0.5) and restarts == 1 and reset == (3, 0.0)
+    assert latency == 300                             # the broker delays each publish
+    assert "300 ms to publish" in readout and "(long_tail)" in readout
+    assert n_calls == 8 and after_code == 8                   # moving controls back: no set()
+    assert moved == (5, 0.5, "exponential", 40) and restarts == 1
+    assert reset == (3, 0.0, "fixed", 0, 0.0)
     assert p.widget.layout.width == f"{WIDTH_PX}px"
     assert {"restart", "cut_off", "reset"} == set(p.buttons)
     assert isinstance(p.controls["idempotent"], W.Checkbox)
+    assert isinstance(p.controls["processing_dist"], W.Dropdown)
+    assert tuple(p.controls["processing_dist"].options) == PROCESSING_DISTS
+    assert set(p.controls) == set(KNOBS)                      # every knob has a control
+    columns = p.widget.children[1].children                  # two columns, four rows each
+    assert [len(c.children) for c in columns] == [4, 4]
+    assert all(c.style.description_width == "96px" for c in p.controls.values()
+               if not isinstance(c, W.Checkbox))
 
 
 def test_rerunning_the_panel_cell_closes_the_old_one(run):
