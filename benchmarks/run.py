@@ -33,6 +33,9 @@ def main() -> None:
     import bench_broker
     print("\n[4] embedded broker vs RabbitMQ through aio-pika (bench_broker.py)")
     asyncio.run(bench_broker.main(1000 if quick else 5000, 100 if quick else 300, 3))
+    import bench_protocols
+    print("\n[5] gRPC unary vs aiohttp JSON by payload size (bench_protocols.py)")
+    bench_protocols.main(["--quick"] if quick else [])
 
 
 if __name__ == "__main__":

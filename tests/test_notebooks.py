@@ -26,7 +26,7 @@ ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 SYNC = NOTEBOOKS / "01_sync.ipynb"
 #: Chapters with exercises: (b), (c) and (d) run for each of them.
 CHAPTERS = {"01": SYNC, "02": NOTEBOOKS / "02_async_messaging.ipynb",
-            "05": NOTEBOOKS / "05_retries.ipynb"}
+            "03": NOTEBOOKS / "03_protocols.ipynb", "05": NOTEBOOKS / "05_retries.ipynb"}
 SCOREBOARD = "[(r['exercise'], r['passed']) for r in __import__('labkit.checks').checks.scoreboard()]"
 
 
@@ -178,7 +178,10 @@ GIVEAWAYS = {("01_sync.ipynb", "fetch_user"): "raise_for_status(",
              ("05_retries.ipynb", "full_jitter"): "uniform(0",
              ("02_async_messaging.ipynb", "handle_ticket"): "reject(requeue=False)",
              ("02_async_messaging.ipynb", "charge_once"): "seen.add(",
-             ("02_async_messaging.ipynb", "publish_event"): "get_nowait("}
+             ("02_async_messaging.ipynb", "publish_event"): "get_nowait(",
+             ("03_protocols.ipynb", "score_protocol"): "is True",
+             ("03_protocols.ipynb", "grpc_code_for"): "\"UNIMPLEMENTED\"",
+             ("03_protocols.ipynb", "follow_events"): "raise EventGap("}
 
 
 def _code_before(nb, cell) -> list[str]:

@@ -1108,3 +1108,346 @@ async def handle_ticket(message, cook):
     await message.ack()
 ''', "blocked the event loop"),
 ]
+
+
+# ---- Chapter 3, exercises 1-2 (03.score_protocol, 03.grpc_code_for): appended by G3 ---------
+WRONG += [
+    ("03.score_protocol", "key in requirements (the source tutorial's bug)", '''
+def score_protocol(requirements, grades):
+    score = 0
+    for key in grades:
+        if key in requirements:
+            score += grades[key]
+    return score
+'''),
+    ("03.score_protocol", "adds every grade", '''
+def score_protocol(requirements, grades):
+    return sum(grades.values())
+'''),
+    ("03.score_protocol", "grades[key] without a default", '''
+def score_protocol(requirements, grades):
+    score = 0
+    for key, wanted in requirements.items():
+        if wanted:
+            score += grades[key]
+    return score
+'''),
+    ("03.score_protocol", "counts requirements instead of adding grades", '''
+def score_protocol(requirements, grades):
+    score = 0
+    for key, wanted in requirements.items():
+        if wanted and key in grades:
+            score += 1
+    return score
+'''),
+    ("03.score_protocol", "return inside the loop", '''
+def score_protocol(requirements, grades):
+    for key, wanted in requirements.items():
+        if wanted:
+            return grades.get(key, 0)
+    return 0
+'''),
+    ("03.score_protocol", "removes what it counted", '''
+def score_protocol(requirements, grades):
+    score = 0
+    for key in list(requirements):
+        if requirements.pop(key):
+            score += grades.get(key, 0)
+    return score
+'''),
+    ("03.score_protocol", "returns the score as a str", '''
+def score_protocol(requirements, grades):
+    score = sum(grades.get(k, 0) for k, v in requirements.items() if v)
+    return f"{score}"
+'''),
+    ("03.score_protocol", "async def score_protocol", '''
+async def score_protocol(requirements, grades):
+    return sum(grades.get(k, 0) for k, v in requirements.items() if v)
+'''),
+    ("03.grpc_code_for", "404 -> NOT_FOUND", '''
+def grpc_code_for(http_status):
+    table = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+             404: "NOT_FOUND", 429: "UNAVAILABLE", 502: "UNAVAILABLE",
+             503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+    return table.get(http_status, "UNKNOWN")
+'''),
+    ("03.grpc_code_for", "500 -> INTERNAL", '''
+def grpc_code_for(http_status):
+    table = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+             404: "UNIMPLEMENTED", 429: "UNAVAILABLE", 500: "INTERNAL", 502: "UNAVAILABLE",
+             503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+    return table.get(http_status, "UNKNOWN")
+'''),
+    ("03.grpc_code_for", "429 -> RESOURCE_EXHAUSTED", '''
+def grpc_code_for(http_status):
+    table = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+             404: "UNIMPLEMENTED", 429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE",
+             503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+    return table.get(http_status, "UNKNOWN")
+'''),
+    ("03.grpc_code_for", "every 5xx -> UNAVAILABLE", '''
+def grpc_code_for(http_status):
+    table = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+             404: "UNIMPLEMENTED", 429: "UNAVAILABLE"}
+    if 500 <= http_status <= 599:
+        return "UNAVAILABLE"
+    return table.get(http_status, "UNKNOWN")
+'''),
+    ("03.grpc_code_for", "400 -> INVALID_ARGUMENT", '''
+def grpc_code_for(http_status):
+    table = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+             404: "UNIMPLEMENTED", 429: "UNAVAILABLE", 502: "UNAVAILABLE",
+             503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+    return table.get(http_status, "UNKNOWN")
+'''),
+    ("03.grpc_code_for", "504 -> DEADLINE_EXCEEDED", '''
+def grpc_code_for(http_status):
+    table = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+             404: "UNIMPLEMENTED", 429: "UNAVAILABLE", 502: "UNAVAILABLE",
+             503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+    return table.get(http_status, "UNKNOWN")
+'''),
+    ("03.grpc_code_for", "returns the code number", '''
+def grpc_code_for(http_status):
+    table = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+    return table.get(http_status, 2)
+'''),
+    ("03.grpc_code_for", "every 4xx -> INTERNAL", '''
+def grpc_code_for(http_status):
+    if http_status in (429, 502, 503, 504):
+        return "UNAVAILABLE"
+    if 400 <= http_status < 500:
+        return "INTERNAL"
+    return "UNKNOWN"
+'''),
+    ("03.grpc_code_for", "lower-case names", '''
+def grpc_code_for(http_status):
+    table = {400: "internal", 401: "unauthenticated", 403: "permission_denied",
+             404: "unimplemented", 429: "unavailable", 502: "unavailable",
+             503: "unavailable", 504: "unavailable"}
+    return table.get(http_status, "unknown")
+'''),
+]
+
+WHY.update({
+    "key in requirements (the source tutorial's bug)": "`key in requirements` is True for a key "
+                                                       "whose value is False",
+    "adds every grade": "you added every grade the protocol has",
+    "grades[key] without a default": "raised KeyError",
+    "counts requirements instead of adding grades": "you counted the wanted requirements",
+    "return inside the loop": "only one requirement was counted",
+    "removes what it counted": "score_protocol changed its arguments",
+    "returns the score as a str": "return the score as a number",
+    "async def score_protocol": "make it a plain `def`",
+    "404 -> NOT_FOUND": "the call reached no gRPC method there",
+    "500 -> INTERNAL": "500 is not in gRPC's table, so it is UNKNOWN",
+    "429 -> RESOURCE_EXHAUSTED": "gRPC maps them all to UNAVAILABLE",
+    "every 5xx -> UNAVAILABLE": "only 502, 503 and 504 (and 429) map to UNAVAILABLE",
+    "400 -> INVALID_ARGUMENT": "only a gRPC server says INVALID_ARGUMENT",
+    "504 -> DEADLINE_EXCEEDED": "DEADLINE_EXCEEDED is the code for the call's own gRPC",
+    "returns the code number": "return the code's name as a str",
+    "every 4xx -> INTERNAL": "gRPC's documented mapping gives 'UNAUTHENTICATED'",
+    "lower-case names": "upper case, no spaces",
+})
+
+RIGHT += [
+    ("03.score_protocol", "a generator over the grades with .get(key) is True", '''
+def score_protocol(requirements, grades):
+    return sum(g for key, g in grades.items() if requirements.get(key) is True)
+'''),
+    ("03.score_protocol", "a float total", '''
+def score_protocol(requirements, grades):
+    total = 0.0
+    for key in requirements:
+        if requirements[key] == True:
+            total += grades.get(key, 0)
+    return total
+'''),
+    ("03.grpc_code_for", "if/elif chain", '''
+def grpc_code_for(http_status):
+    if http_status == 400:
+        return "INTERNAL"
+    elif http_status == 401:
+        return "UNAUTHENTICATED"
+    elif http_status == 403:
+        return "PERMISSION_DENIED"
+    elif http_status == 404:
+        return "UNIMPLEMENTED"
+    elif http_status in (429, 502, 503, 504):
+        return "UNAVAILABLE"
+    return "UNKNOWN"
+'''),
+    ("03.grpc_code_for", "match statement", '''
+def grpc_code_for(http_status):
+    match http_status:
+        case 400:
+            return "INTERNAL"
+        case 401:
+            return "UNAUTHENTICATED"
+        case 403:
+            return "PERMISSION_DENIED"
+        case 404:
+            return "UNIMPLEMENTED"
+        case 429 | 502 | 503 | 504:
+            return "UNAVAILABLE"
+        case _:
+            return "UNKNOWN"
+'''),
+]
+
+# Chapter 3 · exercise 3 · follow_events (labkit/checks/protocols_push.py) ------------------------
+WRONG += [
+    ("03.follow_events", "keeps the repeats after a reconnect", '''
+def follow_events(events, last_id):
+    new = sorted(events, key=lambda e: e["id"])
+    return new, (new[-1]["id"] if new else last_id)
+'''),
+    ("03.follow_events", "skips id < last_id instead of <=", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = []
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["id"] < last_id:
+            continue
+        fresh.append(event)
+    return fresh, (fresh[-1]["id"] if fresh else last_id)
+'''),
+    ("03.follow_events", "ignores gaps", '''
+def follow_events(events, last_id):
+    fresh = []
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["id"] > last_id:
+            fresh.append(event)
+            last_id = event["id"]
+    return fresh, last_id
+'''),
+    ("03.follow_events", "checks only the first new id for a gap", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = []
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["id"] > last_id:
+            if not fresh and event["id"] != last_id + 1:
+                raise EventGap(last_id, event["id"])
+            fresh.append(event)
+            last_id = event["id"]
+    return fresh, last_id
+'''),
+    ("03.follow_events", "keeps arrival order", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = []
+    for event in events:
+        if event["id"] <= last_id:
+            continue
+        if event["id"] != last_id + 1:
+            raise EventGap(last_id, event["id"])
+        fresh.append(event)
+        last_id = event["id"]
+    return fresh, last_id
+'''),
+    ("03.follow_events", "keeps an id that comes twice in the batch", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = sorted([e for e in events if e["id"] > last_id], key=lambda e: e["id"])
+    if fresh and fresh[0]["id"] != last_id + 1:
+        raise EventGap(last_id, fresh[0]["id"])
+    return fresh, (fresh[-1]["id"] if fresh else last_id)
+'''),
+    ("03.follow_events", "sorts the caller's list in place", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    events.sort(key=lambda e: e["id"])
+    fresh = []
+    for event in events:
+        if event["id"] <= last_id:
+            continue
+        if event["id"] != last_id + 1:
+            raise EventGap(last_id, event["id"])
+        fresh.append(event)
+        last_id = event["id"]
+    return fresh, last_id
+'''),
+    ("03.follow_events", "last_id 0 when nothing is new", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = []
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["id"] <= last_id:
+            continue
+        if event["id"] != last_id + 1:
+            raise EventGap(last_id, event["id"])
+        fresh.append(event)
+        last_id = event["id"]
+    return fresh, (fresh[-1]["id"] if fresh else 0)
+'''),
+    ("03.follow_events", "raises ValueError for a gap", '''
+def follow_events(events, last_id):
+    fresh = []
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["id"] <= last_id:
+            continue
+        if event["id"] != last_id + 1:
+            raise ValueError("gap")
+        fresh.append(event)
+        last_id = event["id"]
+    return fresh, last_id
+'''),
+]
+
+WHY.update({
+    "keeps the repeats after a reconnect": "kept events you had already seen",
+    "skips id < last_id instead of <=": "kept the event with id == last_id",
+    "ignores gaps": "returned normally although ids are missing",
+    "checks only the first new id for a gap": "the hole is in the middle",
+    "keeps arrival order": "not in id order",
+    "keeps an id that comes twice in the batch": "twice in one batch",
+    "sorts the caller's list in place": "changed the list it was given",
+    "last_id 0 when nothing is new": "with nothing new, last_id stays",
+    "raises ValueError for a gap": "raise EventGap(last_id, id)",
+})
+
+RIGHT += [
+    ("03.follow_events", "a dict by id, then a range comparison", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    by_id = {e["id"]: e for e in events if e["id"] > last_id}
+    ids = sorted(by_id)
+    for want, got in zip(range(last_id + 1, last_id + 1 + len(ids)), ids):
+        if got != want:
+            raise EventGap(want - 1, got)
+    return [by_id[i] for i in ids], (ids[-1] if ids else last_id)
+'''),
+    ("03.follow_events", "a while loop over a sorted copy, copies of the events", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    pending = sorted(events, key=lambda e: e["id"], reverse=True)
+    out = []
+    while pending:
+        event = pending.pop()
+        if event["id"] <= last_id:
+            continue
+        if event["id"] > last_id + 1:
+            raise EventGap(last_id, event["id"])
+        out.append(dict(event))
+        last_id += 1
+    return (out, last_id)
+'''),
+]
+
+BLOCKING += [
+    ("03.follow_events", "waits in a loop for a fuller batch", '''
+def follow_events(events, last_id):
+    while len(events) < 100:
+        pass                        # nothing can add to the list while this runs
+    return [e for e in events if e["id"] > last_id], last_id
+''', "did not return within"),
+]

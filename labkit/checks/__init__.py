@@ -335,6 +335,7 @@ def exercises_for(chapter: str) -> list[Exercise]:
 def _load_chapters() -> None:
     from . import sync  # noqa: F401  (registers chapter 1's exercises)
     from . import messaging  # noqa: F401  (registers chapter 2's exercises)
+    from . import protocols  # noqa: F401  (registers chapter 3's exercises)
     from . import retries  # noqa: F401  (registers chapter 5's exercises)
 
 

@@ -327,3 +327,109 @@ def taxonomy_table() -> list[dict]:
          "definite": k.definite, "why": k.why}
         for k in ErrorKind
     ]
+
+
+# ---- gRPC status codes (chapter 03) ---------------------------------------------------------
+# Names and numbers as in grpc/doc/statuscodes.md; kept as plain strings and ints so this
+# module stays pure (no grpc import). A grpc.StatusCode is accepted by its `.name`.
+GRPC_CODES: dict[str, int] = {
+    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9, "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12,
+    "INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}
+_GRPC_NAMES = {number: name for name, number in GRPC_CODES.items()}
+
+# Same kind as the HTTP status grpc-gateway gives the code (GRPC_TO_HTTP), except:
+# CANCELLED (499 is no status `classify` knows): the call was cut off, it may have arrived;
+# UNIMPLEMENTED (501 would be INTERNAL): the method does not exist, retrying cannot help;
+# UNAVAILABLE (503 is definite): grpc's client library also reports a connection that broke
+# mid-call as UNAVAILABLE, and statuscodes.md warns it "is not always safe to retry
+# non-idempotent operations" -- so it is retryable but indefinite.
+_GRPC_KIND: dict[str, ErrorKind] = {
+    "CANCELLED": ErrorKind.NETWORK, "UNKNOWN": ErrorKind.INTERNAL,
+    "INVALID_ARGUMENT": ErrorKind.VALIDATION, "DEADLINE_EXCEEDED": ErrorKind.TIMEOUT,
+    "NOT_FOUND": ErrorKind.NOT_FOUND, "ALREADY_EXISTS": ErrorKind.CONFLICT,
+    "PERMISSION_DENIED": ErrorKind.AUTHORIZATION, "RESOURCE_EXHAUSTED": ErrorKind.RATE_LIMIT,
+    "FAILED_PRECONDITION": ErrorKind.VALIDATION, "ABORTED": ErrorKind.CONFLICT,
+    "OUT_OF_RANGE": ErrorKind.VALIDATION, "UNIMPLEMENTED": ErrorKind.NOT_FOUND,
+    "INTERNAL": ErrorKind.INTERNAL, "UNAVAILABLE": ErrorKind.NETWORK,
+    "DATA_LOSS": ErrorKind.INTERNAL, "UNAUTHENTICATED": ErrorKind.AUTHENTICATION,
+}
+
+#: grpc/doc/http-grpc-status-mapping.md: the code a gRPC *client* reports when a response
+#: came back without grpc-status (an HTTP proxy answered). Every other status -> UNKNOWN.
+#: The doc says servers must not use it to choose a status: it is neither symmetric nor 1-to-1.
+HTTP_TO_GRPC: dict[int, str] = {
+    400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "UNIMPLEMENTED",
+    429: "UNAVAILABLE", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "UNAVAILABLE",
+}
+
+#: The opposite direction, as a gateway serving gRPC over HTTP/JSON answers (grpc-gateway v2's
+#: runtime.HTTPStatusFromCode, the mapping in google/rpc/code.proto).
+GRPC_TO_HTTP: dict[str, int] = {
+    "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401, "RESOURCE_EXHAUSTED": 429, "FAILED_PRECONDITION": 400,
+    "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501, "INTERNAL": 500,
+    "UNAVAILABLE": 503, "DATA_LOSS": 500,
+}
+
+#: The code a gRPC *server* sends for the failure an HTTP service answers with this status
+#: (labkit's fault statuses): GRPC_TO_HTTP read backwards, 502 (no code maps to it) as 503.
+FAULT_STATUS_TO_GRPC: dict[int, str] = {
+    429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def grpc_code_name(code) -> str:
+    """The canonical name of a gRPC code given as a name ("unavailable"), a number (14) or a
+    grpc.StatusCode; ValueError for anything else."""
+    name = getattr(code, "name", code)
+    if isinstance(name, str) and name.upper() in GRPC_CODES:
+        return name.upper()
+    if isinstance(name, int) and not isinstance(name, bool) and name in _GRPC_NAMES:
+        return _GRPC_NAMES[name]
+    raise ValueError(f"code must be a gRPC status code name ({', '.join(GRPC_CODES)}) or "
+                     f"number 0..16, got {code!r}")
+
+
+def classify_grpc(code) -> ErrorKind:
+    """The ErrorKind of a failed gRPC call's status code (OK is no failure: ValueError)."""
+    name = grpc_code_name(code)
+    if name == "OK":
+        raise ValueError("code OK is a success, not a failure to classify")
+    return _GRPC_KIND[name]
+
+
+def grpc_status_for_http(status: int) -> str:
+    """HTTP_TO_GRPC with its default: the code a gRPC client reports for an HTTP `status`."""
+    status = integer("status", status, 100, 599, unit=" (an HTTP status)")
+    return HTTP_TO_GRPC.get(status, "UNKNOWN")
+
+
+def http_status_for_grpc(code) -> int:
+    """GRPC_TO_HTTP: the HTTP status a gateway answers for a gRPC `code`."""
+    return GRPC_TO_HTTP[grpc_code_name(code)]
+
+
+class GrpcError(ServiceError):
+    """A failed gRPC call: `code` (name), `details`, and the `kind` from `classify_grpc`.
+
+    `retry_after_s` comes from the ``grpc-retry-pushback-ms`` trailer when the server sent one.
+    `status` (the HTTP status) stays None: a gRPC call has none.
+    """
+
+    def __init__(self, code, details: str = "", *, retry_after_s: float | None = None):
+        self.code = grpc_code_name(code)
+        self.details = str(details)
+        super().__init__(classify_grpc(self.code), f"{self.code}: {self.details}" if self.details
+                         else self.code, retry_after_s=retry_after_s)
+
+    @property
+    def code_number(self) -> int:
+        return GRPC_CODES[self.code]
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "code": self.code, "details": self.details}

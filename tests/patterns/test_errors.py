@@ -200,3 +200,117 @@ def test_event_log_keeps_the_newest_and_takes_slices():
     for bad in (0, 2.0, True):
         with pytest.raises(ValueError, match="maxlen"):
             EventLog(bad)
+
+
+# ---- gRPC status codes (chapter 03) ---------------------------------------------------------
+from labkit.patterns.errors import (FAULT_STATUS_TO_GRPC, GRPC_CODES, GRPC_TO_HTTP,  # noqa: E402
+                                    HTTP_TO_GRPC, GrpcError, classify_grpc, grpc_code_name,
+                                    grpc_status_for_http, http_status_for_grpc)
+
+
+def test_grpc_codes_match_grpcs_own_numbers():
+    grpc = pytest.importorskip("grpc")
+    assert GRPC_CODES == {c.name: c.value[0] for c in grpc.StatusCode}
+    assert grpc_code_name(grpc.StatusCode.UNAVAILABLE) == "UNAVAILABLE"
+    assert classify_grpc(grpc.StatusCode.RESOURCE_EXHAUSTED) is ErrorKind.RATE_LIMIT
+
+
+def test_http_to_grpc_is_the_documented_table():
+    """grpc/doc/http-grpc-status-mapping.md, every row, and UNKNOWN for the rest."""
+    documented = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                  404: "UNIMPLEMENTED", 429: "UNAVAILABLE", 502: "UNAVAILABLE",
+                  503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+    assert HTTP_TO_GRPC == documented
+    for status in range(100, 600):
+        assert grpc_status_for_http(status) == documented.get(status, "UNKNOWN"), status
+
+
+def test_grpc_to_http_is_the_gateways_table():
+    """grpc-gateway v2 runtime.HTTPStatusFromCode (google/rpc/code.proto)."""
+    assert GRPC_TO_HTTP == {
+        "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400,
+        "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
+        "PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401, "RESOURCE_EXHAUSTED": 429,
+        "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
+        "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500}
+    assert set(GRPC_TO_HTTP) == set(GRPC_CODES)
+    assert http_status_for_grpc(8) == 429 and http_status_for_grpc("not_found") == 404
+
+
+def test_the_two_directions_are_not_inverses():
+    """The doc's warning made concrete: a 429 through a proxy is UNAVAILABLE, while the
+    gateway answers RESOURCE_EXHAUSTED with 429."""
+    assert grpc_status_for_http(429) == "UNAVAILABLE"
+    assert http_status_for_grpc("RESOURCE_EXHAUSTED") == 429
+    assert grpc_status_for_http(http_status_for_grpc("NOT_FOUND")) == "UNIMPLEMENTED"
+
+
+def test_fault_statuses_map_to_the_codes_a_server_sends():
+    assert FAULT_STATUS_TO_GRPC == {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                                    502: "UNAVAILABLE", 503: "UNAVAILABLE",
+                                    504: "DEADLINE_EXCEEDED"}
+    from labkit.services.faults import ERROR_STATUSES
+    assert set(FAULT_STATUS_TO_GRPC) == set(ERROR_STATUSES)
+    for status, code in FAULT_STATUS_TO_GRPC.items():
+        if status != 502:                              # no code maps to 502
+            assert GRPC_TO_HTTP[code] == status
+
+
+EXCEPTIONS = {"CANCELLED", "UNIMPLEMENTED", "UNAVAILABLE"}    # documented in errors.py
+
+
+def test_grpc_classification_agrees_with_http_except_the_documented_cases():
+    for code, status in GRPC_TO_HTTP.items():
+        if code == "OK":
+            continue
+        same = classify_grpc(code) is classify(status=status)
+        assert same != (code in EXCEPTIONS), code
+
+
+@pytest.mark.parametrize("code,kind,retryable,definite", [
+    ("DEADLINE_EXCEEDED", ErrorKind.TIMEOUT, True, False),
+    ("UNAVAILABLE", ErrorKind.NETWORK, True, False),
+    ("RESOURCE_EXHAUSTED", ErrorKind.RATE_LIMIT, True, True),
+    ("INVALID_ARGUMENT", ErrorKind.VALIDATION, False, True),
+    ("UNIMPLEMENTED", ErrorKind.NOT_FOUND, False, True),
+    ("CANCELLED", ErrorKind.NETWORK, True, False),
+    ("INTERNAL", ErrorKind.INTERNAL, True, False),
+    ("ALREADY_EXISTS", ErrorKind.CONFLICT, False, True),
+    ("UNAUTHENTICATED", ErrorKind.AUTHENTICATION, False, True),
+])
+def test_classify_grpc(code, kind, retryable, definite):
+    assert classify_grpc(code) is kind
+    assert (kind.retryable, kind.definite) == (retryable, definite)
+    assert classify_grpc(GRPC_CODES[code]) is kind and classify_grpc(code.lower()) is kind
+
+
+@pytest.mark.parametrize("bad", ["NOPE", 17, -1, None, True, 3.0, ""])
+def test_bad_grpc_codes_are_refused(bad):
+    with pytest.raises(ValueError, match="code must be a gRPC status code"):
+        classify_grpc(bad)
+    with pytest.raises(ValueError, match="code"):
+        GrpcError(bad)
+
+
+def test_ok_is_not_a_failure():
+    with pytest.raises(ValueError, match="OK is a success"):
+        classify_grpc("OK")
+
+
+@pytest.mark.parametrize("bad", [99, 600, "503", None, 503.0])
+def test_grpc_status_for_http_refuses_non_statuses(bad):
+    with pytest.raises(ValueError, match="status"):
+        grpc_status_for_http(bad)
+
+
+def test_grpc_error_is_a_service_error_with_a_kind():
+    err = GrpcError(14, "connection reset", retry_after_s=0.5)
+    assert (err.code, err.code_number, err.details, err.kind) == (
+        "UNAVAILABLE", 14, "connection reset", ErrorKind.NETWORK)
+    assert isinstance(err, ServiceError) and is_service_failure(err)
+    assert classify(exc=err) is ErrorKind.NETWORK and err.retryable and not err.definite
+    assert err.status is None and str(err) == "UNAVAILABLE: connection reset"
+    d = err.to_dict()
+    assert (d["code"], d["kind"], d["retry_after_s"], d["definite"]) == (
+        "UNAVAILABLE", "network", 0.5, False)
+    json.dumps(d)
