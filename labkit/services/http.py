@@ -325,8 +325,13 @@ class Service:
     async def _health(self, request):
         return _json(200, {"status": "ok", "service": self.name})
 
+    def render(self, request: web.Request, body) -> web.Response:
+        """A successful read (one record, or the list) as a response: JSON. Override it to
+        answer in another encoding the request's Accept asks for (chapter 03: MessagePack)."""
+        return _json(200, body)
+
     async def _list(self, request):
-        return _json(200, list(self.items.values()))
+        return self.render(request, list(self.items.values()))
 
     def _find(self, request) -> tuple[int | None, web.Response | None]:
         raw = request.match_info["id"]
@@ -336,7 +341,7 @@ class Service:
 
     async def _get(self, request):
         key, missing = self._find(request)
-        return missing or _json(200, self.items[key])
+        return missing or self.render(request, self.items[key])
 
     async def _create(self, request):
         record, problem = self._validate(await request.text())
