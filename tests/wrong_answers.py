@@ -1451,3 +1451,100 @@ def follow_events(events, last_id):
     return [e for e in events if e["id"] > last_id], last_id
 ''', "did not return within"),
 ]
+
+# ---- Chapter 3 · after a beginner's run (F1): KeyError from `requirements`, numbers that are
+# not int/float, a KeyError for one status, the arguments of EventGap ---------------------------
+WRONG += [
+    ("03.score_protocol", "requirements[key] while looping over the grades", '''
+def score_protocol(requirements, grades):
+    score = 0
+    for key, g in grades.items():
+        if requirements[key]:
+            score += g
+    return score
+'''),
+    ("03.grpc_code_for", "table[http_status] without a default", '''
+def grpc_code_for(http_status):
+    table = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+             404: "UNIMPLEMENTED", 429: "UNAVAILABLE", 502: "UNAVAILABLE",
+             503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+    return table[http_status]
+'''),
+    ("03.follow_events", "EventGap with its arguments swapped", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = []
+    for e in sorted(events, key=lambda e: e["id"]):
+        if e["id"] <= last_id:
+            continue
+        if e["id"] != last_id + 1:
+            raise EventGap(e["id"], last_id)
+        fresh.append(e)
+        last_id = e["id"]
+    return fresh, last_id
+'''),
+    ("03.follow_events", "EventGap(last_id + 1, got)", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = []
+    for e in sorted(events, key=lambda e: e["id"]):
+        if e["id"] <= last_id:
+            continue
+        if e["id"] != last_id + 1:
+            raise EventGap(last_id + 1, e["id"])
+        fresh.append(e)
+        last_id = e["id"]
+    return fresh, last_id
+'''),
+    ("03.follow_events", "EventGap(last_id, the batch's last id)", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    ids = sorted({e["id"] for e in events if e["id"] > last_id})
+    if ids and ids != list(range(last_id + 1, last_id + 1 + len(ids))):
+        raise EventGap(last_id, ids[-1])
+    by_id = {e["id"]: e for e in events}
+    return [by_id[i] for i in ids], (ids[-1] if ids else last_id)
+'''),
+    ("03.follow_events", "EventGap with the last_id it was given", '''
+from labkit.protocols.push_client import EventGap
+
+def follow_events(events, last_id):
+    fresh = []
+    for e in sorted(events, key=lambda e: e["id"]):
+        if e["id"] <= (fresh[-1]["id"] if fresh else last_id):
+            continue
+        if e["id"] != last_id + len(fresh) + 1:
+            raise EventGap(last_id, e["id"])
+        fresh.append(e)
+    return fresh, (fresh[-1]["id"] if fresh else last_id)
+'''),
+]
+
+WHY.update({
+    "requirements[key] while looping over the grades": "is not in `requirements`",
+    "table[http_status] without a default": "for HTTP 500 your grpc_code_for raised KeyError",
+    "EventGap with its arguments swapped": "the arguments are swapped",
+    "EventGap(last_id + 1, got)": "not the first missing id",
+    "EventGap(last_id, the batch's last id)": "the id that came instead of",
+    "EventGap with the last_id it was given": "update last_id as you keep each event",
+})
+
+RIGHT += [
+    ("03.score_protocol", "a numpy integer", '''
+import numpy as np
+
+def score_protocol(requirements, grades):
+    wanted = [grades.get(k, 0) for k, v in requirements.items() if v is True]
+    return np.sum(np.array(wanted, dtype=np.int64))
+'''),
+    ("03.score_protocol", "a Fraction", '''
+from fractions import Fraction
+
+def score_protocol(requirements, grades):
+    return sum((Fraction(grades.get(k, 0)) for k, v in requirements.items() if v is True),
+               Fraction(0))
+'''),
+]

@@ -200,10 +200,22 @@ class _CheckTimedOut(Exception):
     """The check's own time limit ran out (only this may say "the check gave up")."""
 
 
+class _AnswerExited(Exception):
+    """The answer raised SystemExit (sys.exit(), exit(), quit()) inside an async check: caught
+    in the check's task, because asyncio re-raises SystemExit out of the running loop."""
+
+
+async def _contained(test, impl) -> None:
+    try:
+        await test(impl)
+    except SystemExit as err:
+        raise _AnswerExited(err.code) from None
+
+
 async def _run_async(ex: Exercise, impl, limit_s: float, blocked_s: float) -> None:
     """Run an async check under its time limit, with a watchdog on the event loop."""
     async with guard.LoopWatchdog(impl, blocked_s) as dog:
-        task = asyncio.ensure_future(ex.test(impl))
+        task = asyncio.ensure_future(_contained(ex.test, impl))
         try:
             await asyncio.wait({task}, timeout=limit_s)
         finally:
@@ -271,6 +283,12 @@ async def evaluate(exercise_id: str, impl, *, timeout_s: float | None = None,
             + ("; the check interrupted it." if interrupted else ".")),
             "Inside `async def`, wait with `await asyncio.sleep(...)` and call services with "
             "aiohttp (`await session.get(...)`), never with time.sleep or requests.")
+    except (SystemExit, _AnswerExited) as err:
+        code = err.code if isinstance(err, SystemExit) else err.args[0]
+        return Result(ex.id, False, f"{name} raised SystemExit" + (f" ({code!r})" if code
+                                    is not None else "") + ": sys.exit(), exit() and quit() "
+                                    "end a program, not a function; return the answer (or "
+                                    "raise an exception) instead.", ex.hint)
     except TimeoutError as err:
         detail = f" ({err})" if str(err) else ""
         return Result(ex.id, False, f"your {name} raised TimeoutError{detail}: its own timeout "

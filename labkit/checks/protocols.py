@@ -8,8 +8,9 @@ checked on inputs that vary from run to run; exercise 3 (`follow_events`) is in
 from __future__ import annotations
 
 import copy
+import numbers
 
-from . import Wrong, exercise, plain, run_rng
+from . import Wrong, exercise, plain, raised, run_rng
 
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: one rule of the recommender
@@ -69,8 +70,7 @@ def _judge_score(impl, requirements: dict, grades: dict) -> None:
     try:
         got = impl(requirements, grades)
     except KeyError as err:
-        raise Wrong(f"score_protocol raised KeyError {err} {where}: a requirement the protocol "
-                    "has no grade for adds 0; use grades.get(key, 0).", _HINT_1) from None
+        raise Wrong(_key_error(err, req, gr, where), _HINT_1) from None
     got = plain(got, "`score_protocol` computes a number and waits for nothing: make it a "
                      "plain `def`, not `async def`.")
     if requirements != req or grades != gr:
@@ -78,7 +78,7 @@ def _judge_score(impl, requirements: dict, grades: dict) -> None:
                     f"{_show(requirements)}, grades {_show(grades)}): read them, do not modify "
                     "them; the recommender scores every protocol with the same dicts.", _HINT_1)
     want = sum(gr.get(k, 0) for k, v in req.items() if v is True)
-    if isinstance(got, bool) or not isinstance(got, (int, float)):
+    if isinstance(got, bool) or not isinstance(got, numbers.Real):
         raise Wrong(f"score_protocol returned {got!r} ({type(got).__name__}) {where}; return "
                     f"the score as a number ({want}).", _HINT_1)
     if got == want:
@@ -108,6 +108,25 @@ def _judge_score(impl, requirements: dict, grades: dict) -> None:
                     "or max instead of sum?). Add the grades of all wanted requirements, then "
                     "return after the loop.", _HINT_1)
     raise Wrong(f"{said}: the sum of the grades of the requirements set to True.", _HINT_1)
+
+
+def _key_error(err: KeyError, req: dict, gr: dict, where: str) -> str:
+    """What a KeyError means, by the dict the missing key belongs to: a requirement without a
+    grade (grades[key]) or a graded key the scenario does not mention (requirements[key])."""
+    key = err.args[0] if len(err.args) == 1 else None
+    said = f"score_protocol raised {raised(err)} {where}"
+    try:
+        in_req, in_gr = key in req, key in gr
+    except TypeError:                                  # an unhashable key: neither dict's
+        in_req = in_gr = False
+    if in_req and not in_gr:
+        return (f"{said}: the protocol has no grade for the requirement {key!r}, and a "
+                "requirement without a grade adds 0; use grades.get(key, 0).")
+    if in_gr and not in_req:
+        return (f"{said}: {key!r} is not in `requirements` (the protocol has a grade for it, "
+                "but this scenario does not mention it, so it adds nothing). Loop over the "
+                "requirements, not the grades, or use requirements.get(key, False).")
+    return f"{said}: look up only keys that are in the dict you index."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,17 +193,29 @@ def check_grpc_code_for(impl) -> None:
 
 
 def _judge_code(impl, status: int, want: str) -> None:
-    got = plain(impl(status), "`grpc_code_for` looks a status up in a table: make it a plain "
-                              "`def`, not `async def`.")
+    try:
+        got = impl(status)
+    except NotImplementedError:
+        raise                                      # the untouched skeleton: evaluate says so
+    except Exception as err:
+        why = ""
+        if isinstance(err, KeyError) and err.args == (status,):
+            why = (f": {status} is not in gRPC's table, so it is UNKNOWN; look it up with "
+                   "table.get(http_status, 'UNKNOWN')" if want == "UNKNOWN" else
+                   f": your table has no entry for it; gRPC's documented mapping gives {want!r}")
+        raise Wrong(f"for HTTP {status} your grpc_code_for raised {raised(err)}{why}.",
+                    _HINT_2) from None
+    got = plain(got, "`grpc_code_for` looks a status up in a table: make it a plain "
+                     "`def`, not `async def`.")
     if got == want:
         return
     said = f"for HTTP {status} your grpc_code_for returned {got!r}"
     name = getattr(got, "name", None)
     if not isinstance(got, str):
-        what = f"an enum member whose name is {name!r}" if isinstance(name, str) else \
-            f"an object of type {type(got).__name__}"
-        raise Wrong(f"{said}, {what}: return the code's name as a str, such as {want!r} "
-                    "(the notebook compares names).", _HINT_2)
+        what, how = (f"an enum member whose name is {name!r}", " (its .name)") \
+            if isinstance(name, str) else (f"an object of type {type(got).__name__}", "")
+        raise Wrong(f"{said}, {what}: return the code's name as a str{how}, such as {want!r}, "
+                    "as in the notebook's table.", _HINT_2)
     if got.strip().upper() == want:
         raise Wrong(f"{said}; the code's name is {want!r}: upper case, no spaces.", _HINT_2)
     why = _WHY.get((status, got))

@@ -81,8 +81,9 @@ def _judge(impl, case: _Case) -> None:
     where = case.shown
     try:
         got = impl(events, case.last_id)
-    except EventGap:
+    except EventGap as err:
         if case.gap:
+            _judge_gap(err, case)
             return
         ids = sorted(_ids(case.events))
         repeated = sorted({i for i in ids if ids.count(i) > 1 and i > case.last_id})
@@ -147,3 +148,38 @@ def _judge(impl, case: _Case) -> None:
                "the new last_id is the id of the last event returned")
         raise Wrong(f"follow_events returned last_id {last!r} {where}; expected {expected}: "
                     f"{tip}.", _HINT)
+
+
+def _judge_gap(err: EventGap, case: _Case) -> None:
+    """EventGap's arguments as the notebook specifies them: (the last id processed before the
+    hole, the id that came instead of last_id + 1), so the client knows what to ask for again."""
+    try:
+        follow_events(copy.deepcopy(case.events), case.last_id)
+    except EventGap as ref:
+        want = (ref.last_id, ref.got)
+    else:                                          # unreachable: a gap case has a hole
+        raise AssertionError(f"no gap in {case.shown}")
+    got = (getattr(err, "last_id", None), getattr(err, "got", None))
+    if got == want:
+        return
+    before, instead = want
+    said = (f"follow_events raised EventGap({got[0]!r}, {got[1]!r}) {case.shown}; expected "
+            f"EventGap({before}, {instead})")
+    if got == (instead, before):
+        why = (f"the arguments are swapped: first the last id you processed ({before}), then "
+               f"the id that came instead of {before + 1} ({instead})")
+    elif got == (before + 1, instead):
+        why = (f"the first argument is last_id, the last id you processed ({before}), not the "
+               f"first missing id ({before + 1})")
+    elif got == (case.last_id, instead):
+        why = (f"the first argument is the last id processed before the hole: you kept events "
+               f"up to {before}, so update last_id as you keep each event")
+    elif got[0] == before:
+        latest = max(_ids(case.events))
+        why = (f"the second argument is the id that came instead of {before + 1}, that is "
+               f"{instead}" + (f", not the last id of the batch ({latest})"
+                                if got[1] == latest else ""))
+    else:
+        why = (f"EventGap(last_id, got): last_id is the last id processed before the hole "
+               f"({before}), got the id that came instead of last_id + 1 ({instead})")
+    raise Wrong(f"{said}: {why}.", _HINT)

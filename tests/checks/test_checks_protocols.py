@@ -15,6 +15,7 @@ from wrong_answers import RIGHT, WHY, WRONG
 MINE = ("03.score_protocol", "03.grpc_code_for")
 WRONG3 = [w for w in WRONG if w[0] in MINE]
 RIGHT3 = [r for r in RIGHT if r[0] in MINE]
+WHY_SOURCE = {what: source for _, what, source in WRONG3}
 
 #: The exercise cells of the notebook (tagged exercise:<name>), as the learner first sees them.
 SKELETONS = {
@@ -145,3 +146,46 @@ def test_every_status_in_4xx_and_5xx_is_checked(run):
     assert run(evaluate("03.grpc_code_for", spy)).passed
     assert sorted(asked) == list(range(400, 600))
     assert asked[:8] == list(ch3.DOCUMENTED)
+
+
+def test_a_keyerror_blames_the_dict_the_key_is_missing_from(run):
+    # requirements[key] over the grades: the key is missing from `requirements`, so the
+    # grades.get advice (right for grades[key]) would be wrong here.
+    loops_grades = _define(WHY_SOURCE["requirements[key] while looping over the grades"])
+    message = run(evaluate("03.score_protocol", loops_grades)).message
+    assert "is not in `requirements`" in message and "requirements.get(key, False)" in message
+    assert "grades.get" not in message
+    no_default = _define(WHY_SOURCE["grades[key] without a default"])
+    message = run(evaluate("03.score_protocol", no_default)).message
+    assert "grades.get(key, 0)" in message and "not in `requirements`" not in message
+
+
+def test_a_keyerror_in_grpc_code_for_names_the_status(run):
+    def missing_401(http_status):
+        table = dict(ch3.DOCUMENTED)
+        del table[401]
+        return table.get(http_status, "UNKNOWN") if http_status != 401 else table[401]
+    message = run(evaluate("03.grpc_code_for", missing_401)).message
+    assert message.startswith("for HTTP 401 your grpc_code_for raised KeyError: 401")
+    assert "'UNAUTHENTICATED'" in message and "UNKNOWN" not in message
+
+
+def test_a_non_str_answer_is_told_what_to_return_without_a_false_reason(run):
+    import enum
+    Code = enum.Enum("Code", [(name, i) for i, name in enumerate(
+        sorted(set(ch3.DOCUMENTED.values()) | {"UNKNOWN"}))])
+
+    def as_enum(http_status):
+        return Code[ch3.grpc_code_for(http_status)]
+    message = run(evaluate("03.grpc_code_for", as_enum)).message
+    assert "an enum member whose name is 'INTERNAL'" in message and "(its .name)" in message
+    for ex_id, what, source in WRONG3:
+        assert "compares names" not in run(evaluate(ex_id, _define(source, ex_id))).message
+
+
+def test_sys_exit_in_an_answer_is_feedback_not_the_end_of_the_check(run):
+    def score_protocol(requirements, grades):
+        import sys
+        sys.exit(1)
+    result = run(evaluate("03.score_protocol", score_protocol))
+    assert not result.passed and "raised SystemExit" in result.message

@@ -3,6 +3,7 @@ each known-wrong answer is rejected for its own reason, unusual right answers pa
 skeleton gets the standard message, a blocking answer is stopped, and the learner's function
 plugs into ResumingWebSocket."""
 import asyncio
+import copy
 import inspect
 
 import pytest
@@ -141,3 +142,24 @@ def test_the_learners_function_plugs_into_the_resuming_client(run):
         return got, feed
     got, feed = run(main())
     assert got == list(range(1, 61)) and len(calls) >= 60 and feed.reconnects >= 1
+
+
+def test_eventgap_arguments_are_checked_against_the_inputs_the_answer_saw(run):
+    # The right gap, reported with the wrong arguments, is rejected; the message names the
+    # arguments it expected for the very batch the answer was given.
+    seen = []
+
+    def swapped(events, last_id):
+        seen.append((copy.deepcopy(events), last_id))
+        try:
+            return follow_events(events, last_id)
+        except EventGap as err:
+            raise EventGap(err.got, err.last_id) from None
+    result = run(evaluate(ID, swapped))
+    assert not result.passed and "the arguments are swapped" in result.message
+    events, last_id = next((e, n) for e, n in seen if f"last_id={n})" in result.message
+                           and str([x["id"] for x in e]) in result.message)
+    with pytest.raises(EventGap) as gap:
+        follow_events(events, last_id)
+    assert f"expected EventGap({gap.value.last_id}, {gap.value.got})" in result.message
+    assert f"raised EventGap({gap.value.got}, {gap.value.last_id})" in result.message
