@@ -110,31 +110,61 @@ async def _bytes_per_call(rest, grpc_svc, protocol, op, n, seed) -> dict:
 
 
 # ---- 2. throughput ---------------------------------------------------------------------------
-async def compare_throughput(*, concurrency=(1, 50), seconds: float = 1.0) -> dict:
-    """Requests per second per protocol with each number of concurrent callers, each caller
-    calling in a loop for `seconds`. Returns {protocol: {concurrency: requests_per_s}}."""
+async def compare_throughput(*, concurrency=(1, 50), seconds: float = 0.2, rounds: int = 5,
+                             seed: int = 0) -> dict:
+    """Requests per second per protocol with each number of concurrent callers (chapter 03).
+
+    Every connection is opened and warmed first (a pool as large as the most callers for each
+    REST protocol, the gRPC channel, the WebSocket), so no window pays for connection setup.
+    Then `rounds` rounds, each a short window (`seconds` / `rounds`) per (protocol, callers) in
+    an order shuffled from `seed`: a busy moment of the machine hits every protocol alike, not
+    whichever ran then. A window's rate is the calls started in it over the time until the last
+    of them finished. Returns {protocol: {callers: {"per_s", "low_per_s", "high_per_s",
+    "calls", "errors"}}}: the rate over all rounds and the lowest and highest round's (the
+    spread to print), plus "rounds", "window_s" and "orders" (what ran in each round)."""
     if isinstance(concurrency, int):
         concurrency = (concurrency,)
-    levels = tuple(validate.integer("concurrency", c, 1, 500) for c in concurrency)
+    levels = tuple(dict.fromkeys(validate.integer("concurrency", c, 1, 500)
+                                 for c in concurrency))
     if not levels:
         raise ValueError("concurrency must name at least one number of callers, got ()")
     seconds = validate.number("seconds", seconds, 0, 30, lo_open=True, unit=" s")
+    rounds = validate.integer("rounds", rounds, 1, 100)
+    seed = validate.integer("seed", seed)
     rest, grpc_svc = await servers()
-    loop = asyncio.get_running_loop()
-    out = {p: {} for p in PROTOCOLS}
+    loop, window_s = asyncio.get_running_loop(), seconds / rounds
+    rng = seeding.rng("protocol_compare:throughput", seed)
+    took = {(p, c): [] for p in PROTOCOLS for c in levels}   # (calls, seconds) per round
+    errors = dict.fromkeys(took, 0)
+    orders: list = []
     clients = await _Clients(rest.port, grpc_svc.port, limit=max(levels)).open()
     try:
-        for c in levels:
-            for p in PROTOCOLS:
-                ids, start = itertools.count(), loop.time()
+        for p in PROTOCOLS:             # open every connection the most callers will use
+            await asyncio.gather(*(clients.call(p, "get", f"tput-{seed}-warm-{i}")
+                                   for i in range(max(levels))))
+        for r in range(rounds):
+            order = list(took)
+            rng.shuffle(order)
+            orders.append(order)
+            for p, c in order:
+                ids, bad, start = itertools.count(), [0], loop.time()
 
                 async def caller():
-                    while loop.time() < start + seconds:
-                        await clients.call(p, "get", f"tput-{c}-{next(ids)}")
+                    while loop.time() < start + window_s:
+                        rid = f"tput-{seed}-{r}-{c}-{next(ids)}"
+                        bad[0] += not await clients.call(p, "get", rid)
                 await asyncio.gather(*(caller() for _ in range(c)))
-                out[p][c] = next(ids) / (loop.time() - start)   # calls done
+                took[p, c].append((next(ids), loop.time() - start))   # calls, their time
+                errors[p, c] += bad[0]
     finally:
         await clients.close()
+    out: dict = {p: {} for p in PROTOCOLS}
+    for (p, c), per_round in took.items():
+        rates = [n / t for n, t in per_round]
+        calls = sum(n for n, _ in per_round)
+        out[p][c] = {"per_s": calls / sum(t for _, t in per_round), "low_per_s": min(rates),
+                     "high_per_s": max(rates), "calls": calls, "errors": errors[p, c]}
+    out.update(rounds=rounds, window_s=window_s, orders=orders)
     return out
 
 

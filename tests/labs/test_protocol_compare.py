@@ -110,11 +110,73 @@ def test_push_delivers_every_update_once_polling_costs_requests(run):
     assert poll["delay_max_ms"] >= 100
 
 
-def test_throughput_counts_requests_for_every_protocol_and_level(run):
-    r = run(_then_shutdown(pc.compare_throughput(concurrency=(1, 8), seconds=0.2)))
-    assert list(r) == list(pc.PROTOCOLS)
+def _recording_clients(seen: list, on_first_window_call):
+    """_Clients that log each change of (protocol, window) among the measured calls; the window
+    is read from the rid, "tput-{seed}-{round}-{callers}-{n}" (warm-up rids hold "-warm-")."""
+    class Recording(pc._Clients):
+        async def call(self, protocol, op, rid):
+            if "-warm-" not in rid:
+                on_first_window_call()
+                key = (protocol, rid.rsplit("-", 1)[0])
+                if not seen or seen[-1] != key:
+                    seen.append(key)
+            return await super().call(protocol, op, rid)
+    return Recording
+
+
+def test_throughput_measures_every_protocol_in_every_round_in_shuffled_order(run, monkeypatch):
+    seen: list = []
+    monkeypatch.setattr(pc, "_Clients", _recording_clients(seen, lambda: None))
+
+    async def main():
+        r = await pc.compare_throughput(concurrency=(1, 8), seconds=0.2, rounds=4, seed=3)
+        again = await pc.compare_throughput(concurrency=(1, 8), seconds=0.02, rounds=4, seed=3)
+        other = await pc.compare_throughput(concurrency=(1, 8), seconds=0.02, rounds=4, seed=4)
+        return r, again["orders"], other["orders"]
+    r, again, other = run(_then_shutdown(main()), timeout_s=120)
+    assert list(r)[:4] == list(pc.PROTOCOLS) and r["rounds"] == 4
+    assert r["window_s"] == pytest.approx(0.05)
+    pairs = {(p, c) for p in pc.PROTOCOLS for c in (1, 8)}
     for p in pc.PROTOCOLS:
-        assert set(r[p]) == {1, 8} and all(v > 0 for v in r[p].values()), (p, r[p])
+        assert set(r[p]) == {1, 8}, (p, r[p])
+        for c, v in r[p].items():
+            assert v["calls"] > 0 and v["errors"] == 0, (p, c, v)
+            assert 0 < v["low_per_s"] <= v["per_s"] <= v["high_per_s"], (p, c, v)
+    # Every (protocol, callers) once per round, in an order that changes from round to round
+    # and repeats with the seed.
+    assert len(r["orders"]) == 4
+    assert all(len(o) == len(pairs) and set(o) == pairs for o in r["orders"])
+    assert len({tuple(o) for o in r["orders"]}) > 1
+    assert again == r["orders"] and other != r["orders"]
+    # ... and the calls really ran in that order (the first of the three runs).
+    ran = [(p, f"tput-3-{i}-{c}") for i, o in enumerate(r["orders"]) for p, c in o]
+    assert seen[:len(ran)] == ran
+
+
+def test_throughput_opens_every_connection_before_measuring(run, monkeypatch):
+    """A relay in front of each server counts the connections accepted: all of them exist
+    when the first measured call starts (a pool of 12 per REST protocol, the WebSocket, one
+    gRPC channel), and no window opens another."""
+    before: list = []
+    real_servers = pc.servers
+
+    async def main():
+        rest, grpc_svc = await real_servers()
+        async with pc._Tap(rest.port) as rest_tap, pc._Tap(grpc_svc.port) as grpc_tap:
+            def snapshot():
+                if not before:
+                    before.append((rest_tap.connections, grpc_tap.connections))
+            monkeypatch.setattr(pc, "_Clients", _recording_clients([], snapshot))
+
+            async def tapped():
+                return rest_tap, grpc_tap
+            monkeypatch.setattr(pc, "servers", tapped)
+            r = await pc.compare_throughput(concurrency=(1, 12), seconds=0.1, rounds=2)
+            return r, (rest_tap.connections, grpc_tap.connections)
+    r, after = run(_then_shutdown(main()), timeout_s=120)
+    assert all(r[p][c]["calls"] > 0 for p in pc.PROTOCOLS for c in (1, 12))
+    assert before == [(2 * 12 + 1, 1)]
+    assert after == before[0]
 
 
 def test_websocket_endpoint_answers_calls_and_rejects_bad_messages(run):
@@ -148,6 +210,8 @@ def test_servers_are_reused_and_stop_at_shutdown(run):
     (lambda: pc.compare_latency(calls=0), "calls"),
     (lambda: pc.compare_throughput(concurrency=(0,)), "concurrency"),
     (lambda: pc.compare_throughput(seconds=0), "seconds"),
+    (lambda: pc.compare_throughput(rounds=0), "rounds"),
+    (lambda: pc.compare_throughput(concurrency=()), "concurrency"),
     (lambda: pc.multiplexing(latency_ms=-1), "latency_ms"),
     (lambda: pc.push_vs_poll(poll_every_ms=0), "poll_every_ms"),
     (lambda: pc.fault_chart_data(error_rate=2), "error_rate"),
