@@ -36,6 +36,9 @@ def main() -> None:
     import bench_protocols
     print("\n[5] gRPC unary vs aiohttp JSON by payload size (bench_protocols.py)")
     bench_protocols.main(["--quick"] if quick else [])
+    import bench_codecs
+    print("\n[6] codecs: bytes and µs per encode + decode vs stdlib JSON (bench_codecs.py)")
+    bench_codecs.main(["--quick"] if quick else [])
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ gRPC/Protobuf and WebSocket, on real loopback sockets in the running loop.
 Two private servers hold the users (started on first use by `servers()`, reused until
 `labkit.shutdown()`), both named "protocols" so a call id gets the same injected fault on each:
 
-- a labkit users `Service` whose GETs also answer ``Accept: application/msgpack`` (labkit's
-  services speak only JSON, so this lab adds the negotiation) and which serves ``/ws``: a
+- a labkit users `Service` (its GETs answer ``Accept: application/msgpack`` in MessagePack,
+  as every labkit service does since chapter 04's content negotiation) which serves ``/ws``: a
   WebSocket where each JSON message ``{"rid", "op"}`` is one call answered by one message; the
   service's `FaultModel` applies to each message (decided from its rid, as the HTTP fault layer
   does from X-Request-Id);
@@ -86,13 +86,8 @@ async def _ws_endpoint(service: "_Users", request: web.Request):
 
 
 class _Users(Service):
-    """The users service, also answering reads in MessagePack when the client asks for it
-    (encoded straight from the records, as the JSON answer is)."""
-
-    def render(self, request, body):
-        if MSGPACK in request.headers.get("Accept", ""):
-            return web.Response(body=msgpack.packb(body), content_type=MSGPACK)
-        return super().render(request, body)
+    """The users service; it answers ``Accept: application/msgpack`` with MessagePack through
+    labkit's built-in content negotiation (labkit.services.negotiation, chapter 04)."""
 
 
 _SPEC = ServiceSpec(NAME, SPECS["users"].fields, collection="users",

@@ -47,7 +47,7 @@ from aiohttp import web
 
 from labkit._core import runtime, seeding, validate
 from labkit.patterns.deadline import HEADER as DEADLINE_HEADER, decode_remaining_ms
-from labkit.services import idempotency, toxics
+from labkit.services import idempotency, negotiation as neg, toxics
 from labkit.services.faults import FaultModel
 from labkit.services.toxics import Blackhole  # noqa: F401  (labkit.Blackhole)
 
@@ -118,11 +118,11 @@ class ServicesShutDown(RuntimeError):
                          f"(the one with `await labkit.start_service(...)`)")
 
 
-def _error(status: int, message: str, headers=None) -> web.Response:
-    resp = _json(status, {"error": message, "status": status})
-    if headers:
-        resp.headers.update(headers)
-    return resp
+def _error(status: int, message: str, headers=None, request=None) -> web.Response:
+    """An error body, negotiated like answers when the request is given (chapter 04), but
+    never a 406: a client that accepts neither type gets JSON."""
+    return neg.respond(request, status, {"error": message, "status": status}, strict=False,
+                       headers=headers)
 
 
 class Service:
@@ -262,22 +262,23 @@ class Service:
                     budget = decode_remaining_ms(raw)
                 except ValueError as err:
                     outcome, status = "invalid", 400
-                    return _error(400, str(err))
+                    return _error(400, str(err), request=request)
                 if budget <= 0:
                     outcome, status = "deadline", 504
-                    return _error(504, "deadline exceeded before any work was done")
+                    return _error(504, "deadline exceeded before any work was done",
+                                  request=request)
             fault = (self.faults.decide(self.rng) if rid is None       # 2. the fault
                      else self.faults.decide_keyed(self._key_prefix + rid))
             outcome = fault.action
             if outcome == "outage":
                 status = 503
-                return _error(503, f"{self.name} is down (outage)")
+                return _error(503, f"{self.name} is down (outage)", request=request)
             if request.method == "POST" and idempotency.HEADER in headers:   # 3. idempotency
                 verdict = self.idempotency.begin(
                     request.path, idempotency.normalize_key(headers[idempotency.HEADER]),
                     await request.read())
                 if verdict.kind != "claimed":
-                    response = _idempotent_answer(verdict)
+                    response = _idempotent_answer(verdict, request)
                     status = response.status
                     return response
                 claim = verdict.token
@@ -286,7 +287,7 @@ class Service:
                 if budget is not None and fault.delay_s > budget:
                     await asyncio.sleep(budget)
                     outcome, status = "deadline", 504
-                    return _error(504, "deadline exceeded: work abandoned")
+                    return _error(504, "deadline exceeded: work abandoned", request=request)
                 await asyncio.sleep(fault.delay_s)
             if outcome == "reset":
                 toxics.reset(request)
@@ -295,7 +296,7 @@ class Service:
                 status = fault.status
                 extra = ({"Retry-After": f"{fault.retry_after_s:g}"}
                          if fault.retry_after_s is not None else None)
-                return _error(fault.status, f"injected fault {fault.status}", extra)
+                return _error(fault.status, f"injected fault {fault.status}", extra, request)
             try:
                 response = await handler(request)
             except web.HTTPException as exc:           # 404 / 405 for unknown routes
@@ -306,7 +307,7 @@ class Service:
                 raise
             status = response.status
             if claim is not None:
-                kept = {k: response.headers[k] for k in ("Content-Type", "Location")
+                kept = {k: response.headers[k] for k in ("Content-Type", "Location", "Vary")
                         if k in response.headers}
                 self.idempotency.finish(claim, status, getattr(response, "body", None), kept)
                 claim = None
@@ -325,10 +326,10 @@ class Service:
     async def _health(self, request):
         return _json(200, {"status": "ok", "service": self.name})
 
-    def render(self, request: web.Request, body) -> web.Response:
-        """A successful read (one record, or the list) as a response: JSON. Override it to
-        answer in another encoding the request's Accept asks for (chapter 03: MessagePack)."""
-        return _json(200, body)
+    def render(self, request: web.Request, body, status: int = 200) -> web.Response:
+        """A successful answer (a record, or the list) in the encoding the request's Accept
+        asks for: JSON or MessagePack, else 406 (chapter 04, labkit.services.negotiation)."""
+        return neg.respond(request, status, body)
 
     async def _list(self, request):
         return self.render(request, list(self.items.values()))
@@ -336,7 +337,8 @@ class Service:
     def _find(self, request) -> tuple[int | None, web.Response | None]:
         raw = request.match_info["id"]
         if not raw.isdigit() or int(raw) not in self.items:
-            return None, _error(404, f"{self.spec.path.strip('/')} {raw} not found")
+            return None, _error(404, f"{self.spec.path.strip('/')} {raw} not found",
+                                request=request)
         return int(raw), None
 
     async def _get(self, request):
@@ -344,13 +346,15 @@ class Service:
         return missing or self.render(request, self.items[key])
 
     async def _create(self, request):
-        record, problem = self._validate(await request.text())
+        if not neg.acceptable(request.headers.get("Accept")):     # 406 before any change
+            return neg.not_acceptable(request)
+        record, problem = await self._read(request)
         if problem:
             return problem
         record = {"id": self._next_id, **record}
         self._next_id += 1
         self.items[record["id"]] = record
-        resp = _json(201, record)
+        resp = self.render(request, record, 201)
         resp.headers["Location"] = f"{self.spec.path}/{record['id']}"
         return resp
 
@@ -358,11 +362,13 @@ class Service:
         key, missing = self._find(request)
         if missing:
             return missing
-        record, problem = self._validate(await request.text(), exclude=key)
+        if not neg.acceptable(request.headers.get("Accept")):     # 406 before any change
+            return neg.not_acceptable(request)
+        record, problem = await self._read(request, exclude=key)
         if problem:
             return problem
         self.items[key] = {"id": key, **record}
-        return _json(200, self.items[key])
+        return self.render(request, self.items[key])
 
     async def _delete(self, request):
         key, missing = self._find(request)
@@ -371,32 +377,43 @@ class Service:
         del self.items[key]
         return web.Response(status=204)
 
-    def _validate(self, text: str, exclude: int | None = None):
+    async def _read(self, request, exclude: int | None = None):
+        """The request's record, decoded by its Content-Type (chapter 04: JSON or MessagePack,
+        else 415; 400 naming the format if it does not decode) and checked; or an error."""
+        ctype = request.headers.get("Content-Type")
         try:
-            body = json.loads(text)
-        except ValueError:
-            return None, _error(400, "body is not valid JSON")
-        if not isinstance(body, dict):
-            return None, _error(400, "body must be a JSON object")
+            body = neg.decode(ctype, await request.read())
+        except neg.UnsupportedMediaType as err:
+            return None, neg.unsupported(request, err)
+        except neg.DecodeError as err:
+            fmt = neg.format_name(ctype or "")
+            return None, _error(400, f"body is not valid {fmt}: {err.reason}", request=request)
+        return self._validate(body, exclude, request, neg.format_name(ctype or ""))
+
+    def _validate(self, body, exclude: int | None, request, fmt: str = "JSON"):
+        err = functools.partial(_error, request=request)
+        if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
+            return None, err(400, "body must be a JSON object" if fmt == "JSON"
+                             else f"body must be a {fmt} map with text keys")
         fields = self.spec.fields
         unknown = sorted(set(body) - set(fields))
         if unknown:
-            return None, _error(400, f"unknown fields: {', '.join(unknown)}")
+            return None, err(400, f"unknown fields: {', '.join(unknown)}")
         missing = [f for f in fields if f not in body]
         if missing:
-            return None, _error(400, f"missing fields: {', '.join(missing)}")
+            return None, err(400, f"missing fields: {', '.join(missing)}")
         for name, typ in fields.items():
             value = body[name]
             if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
-                return None, _error(400, f"field {name!r} must be {typ.__name__}")
+                return None, err(400, f"field {name!r} must be {typ.__name__}")
         for name in self.spec.unique:
             for key, other in self.items.items():
                 if key != exclude and other[name] == body[name]:
-                    return None, _error(409, f"{name} {body[name]!r} already exists")
+                    return None, err(409, f"{name} {body[name]!r} already exists")
         return {f: body[f] for f in fields}, None
 
 
-def _idempotent_answer(verdict) -> web.Response:
+def _idempotent_answer(verdict, request) -> web.Response:
     """The answer for a key seen before: the replay, 422 or 409 (labkit.services.idempotency)."""
     if verdict.kind == "replay":
         record = verdict.record
@@ -405,9 +422,9 @@ def _idempotent_answer(verdict) -> web.Response:
         return resp
     if verdict.kind == "mismatch":
         return _error(422, "Idempotency-Key reused with a different payload: a key names one "
-                           "request; use a new key for a new request")
+                           "request; use a new key for a new request", request=request)
     return _error(409, "a request with this Idempotency-Key is still being processed; "
-                       "retry later (no change needed)")
+                       "retry later (no change needed)", request=request)
 
 
 async def start_service(name: str | ServiceSpec = "users", *, seed: int | None = None,
