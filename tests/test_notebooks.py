@@ -26,7 +26,8 @@ ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 SYNC = NOTEBOOKS / "01_sync.ipynb"
 #: Chapters with exercises: (b), (c) and (d) run for each of them.
 CHAPTERS = {"01": SYNC, "02": NOTEBOOKS / "02_async_messaging.ipynb",
-            "03": NOTEBOOKS / "03_protocols.ipynb", "05": NOTEBOOKS / "05_retries.ipynb"}
+            "03": NOTEBOOKS / "03_protocols.ipynb", "04": NOTEBOOKS / "04_serialization.ipynb",
+            "05": NOTEBOOKS / "05_retries.ipynb"}
 SCOREBOARD = "[(r['exercise'], r['passed']) for r in __import__('labkit.checks').checks.scoreboard()]"
 
 
@@ -181,7 +182,10 @@ GIVEAWAYS = {("01_sync.ipynb", "fetch_user"): "raise_for_status(",
              ("02_async_messaging.ipynb", "publish_event"): "get_nowait(",
              ("03_protocols.ipynb", "score_protocol"): "is True",
              ("03_protocols.ipynb", "grpc_code_for"): "\"UNIMPLEMENTED\"",
-             ("03_protocols.ipynb", "follow_events"): "raise EventGap("}
+             ("03_protocols.ipynb", "follow_events"): "raise EventGap(",
+             ("04_serialization.ipynb", "to_json_default"): "b64encode(",
+             ("04_serialization.ipynb", "migration_path"): "deque(",
+             ("04_serialization.ipynb", "choose_format"): "\"avro\" if"}
 
 
 def _code_before(nb, cell) -> list[str]:

@@ -1548,3 +1548,701 @@ def score_protocol(requirements, grades):
                Fraction(0))
 '''),
 ]
+
+
+# ---- Chapter 4 (04.migration_path, 04.to_json_default, 04.choose_format): appended by K4 ------
+# Importing the checks registers them (until labkit/checks/__init__.py loads chapter 4 itself),
+# so the tests over every RIGHT and BLOCKING entry can evaluate these.
+import labkit.checks.serialization  # noqa: E402,F401
+
+WRONG += [
+    ("04.migration_path", "the source tutorial's walk (first registered migration)", '''
+def migration_path(migrations, start, target):
+    rules = {}
+    for old, new in migrations:
+        rules.setdefault(old, {})[new] = True
+    path = [start]
+    current = start
+    while current != target:
+        if current not in rules:
+            raise ValueError(f"No migration rule from version {current}")
+        current = next(iter(rules[current]))
+        path.append(current)
+    return path
+'''),
+    ("04.migration_path", "depth-first search (the first path found)", '''
+def migration_path(migrations, start, target):
+    def search(version, seen):
+        if version == target:
+            return [version]
+        for old, new in migrations:
+            if old == version and new not in seen:
+                rest = search(new, seen | {new})
+                if rest:
+                    return [version] + rest
+        return None
+    path = search(start, {start})
+    if path is None:
+        raise ValueError(f"no path from {start} to {target}")
+    return path
+'''),
+    ("04.migration_path", "treats migrations as undirected", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    near = {}
+    for a, b in migrations:
+        near.setdefault(a, []).append(b)
+        near.setdefault(b, []).append(a)
+    paths, seen = deque([[start]]), {start}
+    while paths:
+        path = paths.popleft()
+        if path[-1] == target:
+            return path
+        for nxt in near.get(path[-1], []):
+            if nxt not in seen:
+                seen.add(nxt)
+                paths.append(path + [nxt])
+    raise ValueError("no path")
+'''),
+    ("04.migration_path", "leaves out the start version", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    paths, seen = deque([[start]]), {start}
+    while paths:
+        path = paths.popleft()
+        if path[-1] == target:
+            return path[1:] or [start]
+        for a, b in migrations:
+            if a == path[-1] and b not in seen:
+                seen.add(b)
+                paths.append(path + [b])
+    raise ValueError("no path")
+'''),
+    ("04.migration_path", "stops one step before the target", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    if start == target:
+        return [start]
+    paths, seen = deque([[start]]), {start}
+    while paths:
+        path = paths.popleft()
+        for a, b in migrations:
+            if a == path[-1] and b not in seen:
+                if b == target:
+                    return path
+                seen.add(b)
+                paths.append(path + [b])
+    raise ValueError("no path")
+'''),
+    ("04.migration_path", "returns None when there is no path", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    paths, seen = deque([[start]]), {start}
+    while paths:
+        path = paths.popleft()
+        if path[-1] == target:
+            return path
+        for a, b in migrations:
+            if a == path[-1] and b not in seen:
+                seen.add(b)
+                paths.append(path + [b])
+    return None
+'''),
+    ("04.migration_path", "sorts the caller's migrations", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    migrations.sort()
+    paths, seen = deque([[start]]), {start}
+    while paths:
+        path = paths.popleft()
+        if path[-1] == target:
+            return path
+        for a, b in migrations:
+            if a == path[-1] and b not in seen:
+                seen.add(b)
+                paths.append(path + [b])
+    raise ValueError("no path")
+'''),
+    ("04.migration_path", "a dict lookup that raises KeyError", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    onward = {}
+    for a, b in migrations:
+        onward.setdefault(a, []).append(b)
+    paths, seen = deque([[start]]), {start}
+    while paths:
+        path = paths.popleft()
+        if path[-1] == target:
+            return path
+        for b in onward[path[-1]]:
+            if b not in seen:
+                seen.add(b)
+                paths.append(path + [b])
+    raise ValueError("no path")
+'''),
+    ("04.migration_path", "returns the migrations instead of the versions", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    if start == target:
+        return [start]
+    paths, seen = deque([(start, [])]), {start}
+    while paths:
+        version, steps = paths.popleft()
+        if version == target:
+            return steps
+        for a, b in migrations:
+            if a == version and b not in seen:
+                seen.add(b)
+                paths.append((b, steps + [(a, b)]))
+    raise ValueError("no path")
+'''),
+    ("04.migration_path", "recursion without a visited set", '''
+def migration_path(migrations, start, target):
+    if start == target:
+        return [start]
+    best = None
+    for a, b in migrations:
+        if a == start:
+            try:
+                rest = migration_path(migrations, b, target)
+            except ValueError:
+                continue
+            if best is None or len(rest) + 1 < len(best):
+                best = [start] + rest
+    if best is None:
+        raise ValueError("no path")
+    return best
+'''),
+    ("04.to_json_default", "Decimal as float", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "datetime via str(dt)", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return str(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "drops the UTC offset (strftime)", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "converts every datetime to UTC", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(datetime.timezone.utc).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "encodes a naive datetime anyway", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "checks tzinfo on a date too", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.date):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "bytes via str(b)", '''
+import datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "bytes via .decode()", '''
+import datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "b64encode without .decode", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "list(set), in iteration order", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "uuid.hex", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+'''),
+    ("04.to_json_default", "returns None for other types", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+'''),
+    ("04.to_json_default", "str(value) for other types", '''
+import base64, datetime, decimal, uuid
+
+def to_json_default(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+'''),
+    ("04.choose_format", "`key in needs` (presence, not truth)", '''
+def choose_format(needs):
+    if "browser_readable" in needs:
+        return "json"
+    if "human_edited" in needs:
+        return "json" if "untrusted_input" in needs else "yaml"
+    if "schema_required" in needs:
+        return "avro" if "stored_files" in needs else "protobuf"
+    if "smallest" in needs:
+        return "msgpack"
+    return "json"
+'''),
+    ("04.choose_format", "yaml for human_edited even from untrusted senders", '''
+def choose_format(needs):
+    if needs.get("browser_readable"):
+        return "json"
+    if needs.get("human_edited"):
+        return "yaml"
+    if needs.get("schema_required"):
+        return "avro" if needs.get("stored_files") else "protobuf"
+    if needs.get("smallest"):
+        return "msgpack"
+    return "json"
+'''),
+    ("04.choose_format", "pickle when nothing special is needed (it is fast)", '''
+def choose_format(needs):
+    if needs.get("browser_readable"):
+        return "json"
+    if needs.get("human_edited"):
+        return "json" if needs.get("untrusted_input") else "yaml"
+    if needs.get("schema_required"):
+        return "avro" if needs.get("stored_files") else "protobuf"
+    if needs.get("smallest"):
+        return "msgpack"
+    return "pickle"
+'''),
+    ("04.choose_format", "smallest before browser_readable", '''
+def choose_format(needs):
+    if needs.get("smallest") and not needs.get("schema_required"):
+        return "msgpack"
+    if needs.get("browser_readable"):
+        return "json"
+    if needs.get("human_edited"):
+        return "json" if needs.get("untrusted_input") else "yaml"
+    if needs.get("schema_required"):
+        return "avro" if needs.get("stored_files") else "protobuf"
+    return "json"
+'''),
+    ("04.choose_format", "protobuf for every schema (never avro)", '''
+def choose_format(needs):
+    if needs.get("browser_readable"):
+        return "json"
+    if needs.get("human_edited"):
+        return "json" if needs.get("untrusted_input") else "yaml"
+    if needs.get("schema_required"):
+        return "protobuf"
+    if needs.get("smallest"):
+        return "msgpack"
+    return "json"
+'''),
+    ("04.choose_format", "needs[key] (KeyError for a missing key)", '''
+def choose_format(needs):
+    if needs["browser_readable"]:
+        return "json"
+    if needs["human_edited"]:
+        return "json" if needs["untrusted_input"] else "yaml"
+    if needs["schema_required"]:
+        return "avro" if needs["stored_files"] else "protobuf"
+    if needs["smallest"]:
+        return "msgpack"
+    return "json"
+'''),
+    ("04.choose_format", "upper-case names", '''
+def choose_format(needs):
+    if needs.get("browser_readable"):
+        return "JSON"
+    if needs.get("human_edited"):
+        return "JSON" if needs.get("untrusted_input") else "YAML"
+    if needs.get("schema_required"):
+        return "AVRO" if needs.get("stored_files") else "PROTOBUF"
+    if needs.get("smallest"):
+        return "MSGPACK"
+    return "JSON"
+'''),
+    ("04.choose_format", "human_edited before browser_readable", '''
+def choose_format(needs):
+    if needs.get("human_edited"):
+        return "json" if needs.get("untrusted_input") else "yaml"
+    if needs.get("browser_readable"):
+        return "json"
+    if needs.get("schema_required"):
+        return "avro" if needs.get("stored_files") else "protobuf"
+    if needs.get("smallest"):
+        return "msgpack"
+    return "json"
+'''),
+]
+
+WHY.update({
+    "the source tutorial's walk (first registered migration)": "the source tutorial's loop",
+    "depth-first search (the first path found)": "A depth-first search returns the first path",
+    "treats migrations as undirected": "A migration only goes from its first version",
+    "leaves out the start version": "the path does not start with start",
+    "stops one step before the target": "the path does not end with target",
+    "returns None when there is no path": "instead of raising ValueError",
+    "sorts the caller's migrations": "changed the list of migrations it was given",
+    "a dict lookup that raises KeyError": "has no migration registered from it",
+    "returns the migrations instead of the versions": "those are migrations",
+    "recursion without a visited set": "goes round a cycle of migrations for ever",
+    "Decimal as float": "the digits a float cannot hold are gone",
+    "datetime via str(dt)": "separates date and time with a space",
+    "drops the UTC offset (strftime)": "the UTC offset is missing",
+    "converts every datetime to UTC": "the same instant, written with another offset",
+    "encodes a naive datetime anyway": "Raise ValueError for it",
+    "checks tzinfo on a date too": "datetime is a subclass of date",
+    "bytes via str(b)": "the Python literal",
+    "bytes via .decode()": "not valid UTF-8",
+    "b64encode without .decode": "add .decode('ascii')",
+    "list(set), in iteration order": "iteration order, which depends on hashing",
+    "uuid.hex": "value.hex has no hyphens",
+    "returns None for other types": "json.dumps then writes null",
+    "str(value) for other types": "Raise TypeError for it",
+    "`key in needs` (presence, not truth)": "`key in needs` is True for a key set to False",
+    "yaml for human_edited even from untrusted senders": "YAML from senders you do not control",
+    "pickle when nothing special is needed (it is fast)": "unpickling runs whatever code",
+    "smallest before browser_readable": "a browser parses JSON natively",
+    "protobuf for every schema (never avro)": "an Avro file carries the writer's schema",
+    "needs[key] (KeyError for a missing key)": "a missing key means False",
+    "upper-case names": "in lower case",
+    "human_edited before browser_readable": "rule 1 (browser_readable) is the first",
+})
+
+RIGHT += [
+    ("04.migration_path", "a deque of paths, migrations tried newest first", '''
+from collections import deque
+
+def migration_path(migrations, start, target):
+    queue, seen = deque([[start]]), {start}
+    while queue:
+        path = queue.popleft()
+        if path[-1] == target:
+            return path
+        for old, new in reversed(migrations):
+            if old == path[-1] and new not in seen:
+                seen.add(new)
+                queue.append(path + [new])
+    raise ValueError(f"cannot migrate {start} to {target}")
+'''),
+    ("04.migration_path", "backwards from the target, raising a ValueError subclass", '''
+class NoMigrationPath(ValueError):
+    pass
+
+def migration_path(migrations, start, target):
+    back = {}
+    for old, new in migrations:
+        back.setdefault(new, set()).add(old)
+    to_target = {target: None}
+    layer = [target]
+    while layer and start not in to_target:
+        nxt = []
+        for version in layer:
+            for old in sorted(back.get(version, ())):
+                if old not in to_target:
+                    to_target[old] = version
+                    nxt.append(old)
+        layer = nxt
+    if start not in to_target:
+        raise NoMigrationPath(f"{start} -> {target}")
+    path = [start]
+    while path[-1] != target:
+        path.append(to_target[path[-1]])
+    return path
+'''),
+    ("04.to_json_default", "functools.singledispatch", '''
+import base64, datetime, decimal, functools, uuid
+
+@functools.singledispatch
+def to_json_default(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+@to_json_default.register
+def _(value: datetime.date):
+    return value.isoformat()
+
+@to_json_default.register
+def _(value: datetime.datetime):
+    if value.utcoffset() is None:
+        raise ValueError("a naive datetime has no offset")
+    return value.isoformat()
+
+@to_json_default.register(decimal.Decimal)
+@to_json_default.register(uuid.UUID)
+def _(value):
+    return str(value)
+
+@to_json_default.register
+def _(value: bytes):
+    return base64.b64encode(value).decode()
+
+@to_json_default.register(set)
+@to_json_default.register(frozenset)
+def _(value):
+    return tuple(sorted(value))
+'''),
+    ("04.to_json_default", "a match statement with class patterns", '''
+from base64 import b64encode
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+def to_json_default(value):
+    match value:
+        case datetime(tzinfo=None):
+            raise ValueError(f"{value!r} is naive")
+        case date():
+            return value.isoformat()
+        case Decimal() | UUID():
+            return f"{value}"
+        case bytes():
+            return b64encode(value).decode("ascii")
+        case set() | frozenset():
+            return sorted(value)
+        case _:
+            raise TypeError(f"cannot encode {type(value).__name__}")
+'''),
+    ("04.choose_format", "a rule table walked in order", '''
+RULES = [(("browser_readable",), "json"), (("human_edited", "untrusted_input"), "json"),
+         (("human_edited",), "yaml"), (("schema_required", "stored_files"), "avro"),
+         (("schema_required",), "protobuf"), (("smallest",), "msgpack"), ((), "json")]
+
+def choose_format(needs):
+    for keys, fmt in RULES:
+        if all(needs.get(k, False) for k in keys):
+            return fmt
+'''),
+    ("04.choose_format", "a set of the keys set to True", '''
+def choose_format(needs):
+    on = {k for k, v in needs.items() if v == True}
+    if "browser_readable" in on or {"human_edited", "untrusted_input"} <= on:
+        return "json"
+    if "human_edited" in on:
+        return "yaml"
+    if "schema_required" in on:
+        return "avro" if "stored_files" in on else "protobuf"
+    return "msgpack" if "smallest" in on else "json"
+'''),
+]
+
+BLOCKING += [
+    ("04.migration_path", "the tutorial's walk, skipping dead ends (loops on a downgrade)", '''
+def migration_path(migrations, start, target):
+    path = [start]
+    while path[-1] != target:
+        onward = [b for a, b in migrations if a == path[-1]]
+        alive = [b for b in onward if b == target or any(a == b for a, _ in migrations)]
+        if not alive:
+            raise ValueError(f"no migration from {path[-1]}")
+        path.append(alive[0])
+    return path
+''', "did not return within"),
+    ("04.migration_path", "breadth-first without a visited set (no path, a cycle)", '''
+def migration_path(migrations, start, target):
+    queue = [[start]]
+    while queue:
+        path = queue.pop(0)
+        if path[-1] == target:
+            return path
+        for a, b in migrations:
+            if a == path[-1]:
+                queue.append(path + [b])
+    raise ValueError("no path")
+''', "did not return within"),
+]

@@ -354,6 +354,7 @@ def _load_chapters() -> None:
     from . import sync  # noqa: F401  (registers chapter 1's exercises)
     from . import messaging  # noqa: F401  (registers chapter 2's exercises)
     from . import protocols  # noqa: F401  (registers chapter 3's exercises)
+    from . import serialization  # noqa: F401  (registers chapter 4's exercises)
     from . import retries  # noqa: F401  (registers chapter 5's exercises)
 
 
