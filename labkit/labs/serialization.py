@@ -192,7 +192,9 @@ def format_sizes(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         if r.get("error"):
-            lines.append(f"{r['fixture']:<11}{r['codec']:<17}  cannot carry it: {r['error'][:70]}")
+            why = r["error"].splitlines()[0].removeprefix("EncodeError: ")
+            lines.append(f"{r['fixture']:<11}{r['codec']:<17}  cannot carry it (not in its schema): "
+                         f"{why[:90]}")
             continue
         ratio = r.get("bytes_vs_json", math.nan)
         t = r.get("time_vs_json", math.nan)

@@ -35,6 +35,7 @@ REQUIRED = [
     ("polling", "轮询"),
     ("server push", "服务器推送"),
     ("server-sent events (SSE)", "服务器发送事件"),
+    ("content negotiation", "内容协商"),
     ("event sourcing", "事件溯源"),
     ("command query responsibility segregation (CQRS)", "命令查询职责分离"),
     ("serialization", "序列化"),
