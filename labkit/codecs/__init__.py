@@ -14,7 +14,7 @@ _LAZY = {
     "CODECS": "formats", "get": "formats", "names": "formats", "text_default": "formats",
     "VersionedSerializer": "versioning", "NoMigrationPath": "versioning",
     "TutorialSerializer": "versioning", "run_tutorial": "versioning",
-    "MigrationStepLimit": "versioning",
+    "MigrationStepLimit": "versioning", "MigrationFailed": "versioning",
     "compatibility_matrix": "evolution", "matrix_table": "evolution",
 }
 _SUBMODULES = {"base", "formats", "fixtures", "versioning", "evolution"}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from labkit._core.validate import integer
 
-__all__ = ["Codec", "DecodeError", "EncodeError", "Limits", "DEFAULT_LIMITS", "MiB"]
+__all__ = ["Codec", "DecodeError", "EncodeError", "Limits", "DEFAULT_LIMITS", "MiB", "describe"]
 
 MiB = 1024 * 1024
 
@@ -70,6 +70,15 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+def describe(err: BaseException) -> str:
+    """One line for a library's exception: ``"<Type>: <message>"``, or ``"<Type> (no
+    message)"`` when its text is empty (msgpack's StackError has none), so an error body never
+    ends in a bare colon. A multi-line message is joined into one line."""
+    text = " ".join(ln.strip() for ln in str(err).splitlines() if ln.strip())
+    name = type(err).__name__
+    return f"{name}: {text}" if text else f"{name} (no message)"
+
+
 class _Unsupported(TypeError):
     """Raised by the codecs' `default` hooks: carries the type the format cannot carry."""
 
@@ -113,7 +122,7 @@ class Codec:
             raise EncodeError(self.name, "the value is nested too deeply (or refers to "
                                          "itself)", type(obj).__name__) from e
         except Exception as e:  # noqa: BLE001 - every library error becomes an EncodeError
-            raise EncodeError(self.name, f"{type(e).__name__}: {e}") from e
+            raise EncodeError(self.name, describe(e)) from e
         return bytes(out)
 
     def decode(self, data: bytes, *, max_bytes: int | None = None):
@@ -129,7 +138,7 @@ class Codec:
         except MemoryError as e:
             raise DecodeError(self.name, "the document would not fit in memory") from e
         except Exception as e:  # noqa: BLE001 - every library error becomes a DecodeError
-            raise DecodeError(self.name, f"{type(e).__name__}: {e}") from e
+            raise DecodeError(self.name, describe(e)) from e
 
     # -- for subclasses --------------------------------------------------------------------
     def _check(self, data, max_bytes) -> bytes:

@@ -21,7 +21,7 @@ import json
 import os
 import pathlib
 
-from labkit.codecs.base import Codec, DecodeError, EncodeError, Limits, _Unsupported
+from labkit.codecs.base import Codec, DecodeError, EncodeError, Limits, _Unsupported, describe
 
 __all__ = ["MsgpackCodec", "CborCodec", "ProtobufCodec", "AvroCodec", "avro_dir"]
 
@@ -70,21 +70,48 @@ class MsgpackCodec(Codec):
     def _decode(self, data: bytes):
         import msgpack
         n = len(data)   # no container or string can hold more than the payload has bytes
+        try:
+            return self._unpack(msgpack, data, n)
+        except msgpack.StackError as e:      # raised with an empty message
+            raise DecodeError(self.name, "the document is nested too deeply (MessagePack "
+                                         "stops at 1024 levels)") from e
+
+    @staticmethod
+    def _unpack(msgpack, data: bytes, n: int):
         return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=True,
                                max_str_len=n, max_bin_len=n, max_array_len=n,
                                max_map_len=n // 2, max_ext_len=n)
 
 
+def _cbor_bytes(encoder, value: memoryview) -> None:
+    encoder.encode(bytes(value))
+
+
+def _cbor_decimal(encoder, value: decimal.Decimal) -> None:
+    if not value.is_finite():
+        raise _Unsupported(value, f"Decimal({str(value)!r}) has no CBOR decimal form (tag 4 "
+                                  f"holds finite values only); send None or a string instead")
+    encoder.encode_decimal(value)
+
+
 class CborCodec(Codec):
     """CBOR (RFC 8949) with cbor2: datetimes (aware only), Decimal, bytes, sets and big
-    integers come back as themselves; nesting stops at ``limits.max_depth``."""
+    integers come back as themselves; nesting stops at ``limits.max_depth``.
+
+    bytes, bytearray and memoryview all encode as a byte string (cbor2 alone would write a
+    memoryview as an array of ints). A finite Decimal travels as a decimal fraction (tag 4);
+    Decimal NaN and Infinity are refused with EncodeError: tag 4 cannot hold them and cbor2
+    would silently write a float, so they would come back as float, not Decimal."""
 
     name = "cbor"
     content_type = "application/cbor"
 
     def _encode(self, obj) -> bytes:
         import cbor2
-        return cbor2.dumps(obj, default=lambda _encoder, value: _refuse(value))
+        fp = io.BytesIO()
+        cbor2.CBOREncoder(fp, encoders={memoryview: _cbor_bytes, decimal.Decimal: _cbor_decimal},
+                          default=lambda _encoder, value: _refuse(value)).encode(obj)
+        return fp.getvalue()
 
     def _decode(self, data: bytes):
         import cbor2
@@ -242,11 +269,12 @@ class AvroCodec(Codec):
         try:
             value = fastavro.schemaless_reader(fp, *self.schemas)
         except EOFError as e:
-            raise DecodeError(self.name, f"truncated: the schema needs more bytes than the "
-                                         f"{len(data)} given ({e or 'end of data'})") from e
+            what = (f"a length field is negative ({e})" if "Expected -" in str(e) else
+                    f"it needs more bytes than the {len(data)} given ({str(e) or 'end of data'})")
+            raise DecodeError(self.name, f"truncated or not Avro for this schema: {what}") from e
         except (IndexError, ValueError, TypeError, KeyError, OverflowError) as e:
-            raise DecodeError(self.name, f"malformed for this schema ({type(e).__name__}: "
-                                         f"{e})") from e
+            raise DecodeError(self.name, f"truncated or not Avro for this schema: "
+                                         f"{describe(e)}") from e
         if fp.tell() != len(data):
             raise DecodeError(self.name, f"{len(data) - fp.tell()} trailing bytes after the "
                                          f"record (wrong schema?)")

@@ -78,7 +78,19 @@ class JsonCodec(Codec):
 
     def _decode(self, data: bytes):
         import json
-        return json.loads(data.decode("utf-8"), object_hook=self._object_hook)
+        try:
+            return json.loads(data.decode("utf-8"), object_hook=self._object_hook)
+        except ValueError as e:
+            if "integer string conversion" not in str(e):
+                raise
+            # Python's own advice (sys.set_int_max_str_digits) would lift a safety limit.
+            raise DecodeError(self.name, f"an integer with more than {_int_digits()} digits "
+                                         f"(a denial-of-service guard); refused") from e
+
+
+def _int_digits() -> int:
+    import sys
+    return sys.get_int_max_str_digits() or 4300
 
 
 class OrjsonCodec(Codec):
@@ -189,6 +201,7 @@ class YamlCodec(Codec):
         return text.encode("utf-8")
 
     def _decode(self, data: bytes):
+        import yaml
         global _LOADER
         if _LOADER is None:
             _LOADER = _loader_class()
@@ -196,5 +209,22 @@ class YamlCodec(Codec):
         loader.max_depth, loader.max_nodes = self.limits.max_depth, self.limits.max_nodes
         try:
             return loader.get_single_data()
+        except yaml.MarkedYAMLError as e:
+            raise DecodeError(self.name, _one_line(e)) from e
         finally:
             loader.dispose()
+
+
+def _one_line(err) -> str:
+    """A PyYAML error (context, problem, each with a caret-marked excerpt) in one line:
+    ``"<Type>: <context> (line L, column C): <problem> at line L, column C"``."""
+    def at(mark):
+        return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    parts = []
+    if err.context:
+        where = at(err.context_mark)
+        parts.append(f"{err.context} ({where})" if where else err.context)
+    problem = err.problem or "malformed document"
+    where = at(err.problem_mark)
+    parts.append(f"{problem} at {where}" if where else problem)
+    return f"{type(err).__name__}: {': '.join(parts)}"

@@ -22,10 +22,10 @@ import json
 from collections import deque
 from typing import Any, Callable
 
-from labkit._core.validate import integer, text
+from labkit._core.validate import boolean, integer, text
 
 __all__ = ["TutorialSerializer", "run_tutorial", "MigrationStepLimit", "VersionedSerializer",
-           "NoMigrationPath", "MAX_MIGRATIONS"]
+           "NoMigrationPath", "MigrationFailed", "MAX_MIGRATIONS"]
 
 #: At most this many migrations per serializer (a registry is a store: it has a limit).
 MAX_MIGRATIONS = 256
@@ -35,6 +35,9 @@ def _version(name: str, value: Any) -> str:
     text(name, value)
     if not value.strip():
         raise ValueError(f"{name} must be a non-empty version string such as \"2\", got {value!r}")
+    if value != value.strip():
+        raise ValueError(f"{name} must not start or end with whitespace (\" 3.0\" and \"3.0\" "
+                         f"would be different versions), got {value!r}")
     return value
 
 
@@ -158,6 +161,16 @@ class NoMigrationPath(ValueError):
                          f"from {from_version!r} the registered migrations reach: {reach}")
 
 
+class MigrationFailed(ValueError):
+    """A registered migration raised: names the step; the migration's error is ``__cause__``."""
+
+    def __init__(self, from_version: str, to_version: str, err: BaseException):
+        self.from_version, self.to_version = from_version, to_version
+        what = str(err).strip().splitlines()
+        super().__init__(f"migration {from_version} -> {to_version} raised "
+                         f"{type(err).__name__}" + (f": {what[0]}" if what else ""))
+
+
 class VersionedSerializer:
     """JSON envelope {"version", "data"} plus migrations along the shortest chain (chapter 04).
 
@@ -165,23 +178,31 @@ class VersionedSerializer:
     (the caller's data is never mutated) and must return the migrated data. `path` is a
     breadth-first search, so it uses the fewest migrations. Tie-break (deterministic): among
     equally short chains the one whose migrations were registered first wins (edges are
-    explored in registration order). Registering the same (from, to) again replaces the
-    function and keeps its place in that order.
+    explored in registration order). Registering the same (from, to) again is a ValueError
+    unless ``replace=True``, which replaces the function and keeps its place in that order.
+    A migration that raises surfaces as `MigrationFailed` naming the step. Versions may not
+    have leading or trailing whitespace.
     """
 
     def __init__(self, current_version: str):
         self.current_version = _version("current_version", current_version)
         self._edges: dict[str, dict[str, Callable]] = {}   # insertion order = registration order
 
-    def register(self, from_v: str, to_v: str, fn: Callable[[Any], Any]) -> None:
-        """Register `fn` migrating data shaped as version `from_v` to version `to_v`."""
+    def register(self, from_v: str, to_v: str, fn: Callable[[Any], Any], *,
+                 replace: bool = False) -> None:
+        """Register `fn` migrating data shaped as version `from_v` to version `to_v`;
+        `replace=True` to swap the function of a pair already registered."""
         _version("from_v", from_v)
         _version("to_v", to_v)
         if from_v == to_v:
             raise ValueError(f"to_v must differ from from_v, got {from_v!r} for both")
         if not callable(fn):
             raise ValueError(f"fn must be a function data -> data, got {fn!r}")
+        boolean("replace", replace)
         known = from_v in self._edges and to_v in self._edges[from_v]
+        if known and not replace:
+            raise ValueError(f"from_v/to_v: a migration {from_v!r} -> {to_v!r} is already "
+                             f"registered; pass replace=True to replace it")
         if not known and len(self.migrations()) >= MAX_MIGRATIONS:
             raise ValueError(f"from_v/to_v: at most {MAX_MIGRATIONS} migrations per serializer")
         self._edges.setdefault(from_v, {})[to_v] = fn
@@ -226,7 +247,10 @@ class VersionedSerializer:
         chain = self.path(from_v, to_v)
         out = copy.deepcopy(data)
         for a, b in zip(chain, chain[1:]):
-            out = self._edges[a][b](out)
+            try:
+                out = self._edges[a][b](out)
+            except Exception as err:  # noqa: BLE001 - any migration bug, named by its step
+                raise MigrationFailed(a, b, err) from err
             if out is None:
                 raise ValueError(f"migration {a!r} -> {b!r} returned None; a migration must "
                                  f"return the migrated data (did it only change it in place?)")

@@ -6,9 +6,12 @@ says which it can read with ``Accept`` and which it sent with ``Content-Type``:
 - Responses (RFC 9110 §12.5.1): each media range in ``Accept`` carries a weight ``q`` (default
   1, ``q=0`` means "not this"); the most specific range that names a type decides its weight
   (``application/msgpack`` over ``application/*`` over ``*/*``). The acceptable type with the
-  highest weight wins; ties go to the server's preference, JSON first. No ``Accept`` (or an
-  empty one, or one with no well-formed range) means anything. Nothing acceptable -> 406 with
-  the available types. Every negotiated answer carries ``Vary: Accept`` so caches keep the two
+  highest weight wins; ties go to the server's preference, JSON first. No ``Accept`` (or a
+  blank one) means anything. A malformed range (``*/json``, ``q=abc``, ``q=2``) is unusable
+  (RFC 9110 §12.4.2) and skipped; the server never answers with a type the client did not
+  list, so when nothing usable is left -> 406 with the available types and the skipped
+  ranges. An Accept line over aiohttp's 8190-byte limit is a 400 from aiohttp's parser, logged
+  in one line (`quiet_bad_request_logs`), not with a traceback. Every negotiated answer carries ``Vary: Accept`` so caches keep the two
   encodings apart. Media-type parameters other than ``q`` (e.g. ``charset``) are ignored.
 - Requests: the body is decoded by ``Content-Type``: ``application/json`` (or ``+json``),
   ``application/msgpack`` / ``application/x-msgpack``. Unlabelled bytes (no Content-Type, or
@@ -23,18 +26,20 @@ The parsing and choosing functions are pure (no I/O); `respond` wraps them for a
 from __future__ import annotations
 
 import json
+import logging
 from typing import NamedTuple
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from labkit.codecs.base import DecodeError  # noqa: F401  (re-exported: bad bytes -> 400)
 from labkit.codecs.formats_binary import MsgpackCodec
 from labkit.codecs.formats_text import JsonCodec
 
 __all__ = ["JSON", "MSGPACK", "X_MSGPACK", "AVAILABLE", "DecodeError", "UnsupportedMediaType",
-           "MediaRange", "parse_accept", "acceptable", "choose", "decode", "encode", "format_name",
+           "MediaRange", "parse_accept", "malformed", "acceptable", "choose", "decode", "encode", "format_name",
            "respond",
-           "not_acceptable", "unsupported"]
+           "not_acceptable", "unsupported", "quiet_bad_request_logs"]
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -79,24 +84,43 @@ def _qvalue(raw: str) -> float | None:
     return q if q <= 1 else None
 
 
+def _parse_element(element: str) -> MediaRange | str | None:
+    """One Accept element as a MediaRange, a reason string when malformed, None when blank."""
+    parts = element.split(";")
+    typ, slash, sub = parts[0].strip().lower().partition("/")
+    if not parts[0].strip() and len(parts) == 1:
+        return None                            # "a, , b": empty list elements are allowed
+    if not slash or not typ or not sub or (typ == "*" and sub != "*") or " " in typ + sub:
+        return "not a type/subtype media range"
+    for param in parts[1:]:
+        name, _, raw = param.partition("=")
+        if name.strip().lower() == "q":
+            q = _qvalue(raw.strip())
+            if q is None:
+                return f"q={raw.strip()!r} is not a weight from 0 to 1 with at most 3 decimals"
+            return MediaRange(typ, sub, q)     # what follows q is accept-ext: ignored
+    return MediaRange(typ, sub, 1.0)
+
+
+def _elements(value: str | None) -> list[str]:
+    return (value or "").split(",")[:MAX_ACCEPT_RANGES]
+
+
 def parse_accept(value: str | None) -> list[MediaRange]:
     """The well-formed media ranges of an Accept header, in order; malformed ones are skipped
-    (``*/json``, a bad ``q``). At most `MAX_ACCEPT_RANGES` are read."""
-    ranges: list[MediaRange] = []
-    for element in (value or "").split(",")[:MAX_ACCEPT_RANGES]:
-        parts = element.split(";")
-        typ, slash, sub = parts[0].strip().lower().partition("/")
-        if not slash or not typ or not sub or (typ == "*" and sub != "*") or " " in typ + sub:
-            continue
-        q: float | None = 1.0
-        for param in parts[1:]:
-            name, _, raw = param.partition("=")
-            if name.strip().lower() == "q":
-                q = _qvalue(raw.strip())
-                break                          # what follows q is accept-ext: ignored
-        if q is not None:
-            ranges.append(MediaRange(typ, sub, q))
-    return ranges
+    (``*/json``, a bad ``q``: RFC 9110 makes such a range unusable, see `malformed`). At most
+    `MAX_ACCEPT_RANGES` are read."""
+    return [r for r in map(_parse_element, _elements(value)) if isinstance(r, MediaRange)]
+
+
+def malformed(value: str | None) -> list[str]:
+    """The elements of an Accept header that were skipped, each with why (for a 406 body)."""
+    out = []
+    for element in _elements(value):
+        why = _parse_element(element)
+        if isinstance(why, str):
+            out.append(f"{element.strip()[:80]!r} ({why})")
+    return out
 
 
 def _weight(ranges: list[MediaRange], offer: str) -> tuple[float, str]:
@@ -117,10 +141,11 @@ def _weight(ranges: list[MediaRange], offer: str) -> tuple[float, str]:
 
 def acceptable(accept: str | None, offered: tuple = AVAILABLE) -> list[str]:
     """The media types to answer with, best first (weight, then the server's order);
-    empty when nothing offered is acceptable (-> 406). A missing Accept accepts all."""
-    ranges = parse_accept(accept)
-    if not ranges:
+    empty when nothing offered is acceptable (-> 406). A missing or blank Accept accepts
+    all; one whose every range is malformed accepts nothing (the client listed no type)."""
+    if not (accept or "").strip(", \t"):
         return list(offered)
+    ranges = parse_accept(accept)
     weighted = [(_weight(ranges, o), i) for i, o in enumerate(offered)]
     return [name for (q, name), i in sorted(weighted, key=lambda w: (-w[0][0], w[1])) if q > 0]
 
@@ -210,8 +235,10 @@ def respond(request: web.Request | None, status: int, body, *, strict: bool = Tr
 def not_acceptable(request: web.Request) -> web.Response:
     """406, in JSON, listing the media types the service can answer with."""
     accept = request.headers.get("Accept", "")
-    body = {"error": f"none of the media types in Accept ({accept!r}) is available; "
-                     f"ask for one of {', '.join(AVAILABLE)}",
+    bad = malformed(accept)
+    skipped = f" (skipped as malformed: {'; '.join(bad[:5])})" if bad else ""
+    body = {"error": f"none of the media types in Accept ({accept[:200]!r}) is available"
+                     f"{skipped}; ask for one of {', '.join(AVAILABLE)}",
             "status": 406, "available": list(AVAILABLE)}
     return _response(406, JSON, json.dumps(body).encode(), True)
 
@@ -222,3 +249,31 @@ def unsupported(request: web.Request, err: UnsupportedMediaType) -> web.Response
     extra = {"Accept-Post": ", ".join(AVAILABLE)} if request.method == "POST" else None
     return respond(request, 415, {"error": str(err), "status": 415, "supported": list(AVAILABLE)},
                    strict=False, headers=extra)
+
+
+class _OneLineBadRequest(logging.Filter):
+    """Turns aiohttp's "Error handling request" record for a request its parser refused (a
+    header line over 8190 bytes, a malformed request line) into one WARNING line without the
+    traceback: the client got its 400; the server log needs a line, not a stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage):
+            text = " ".join(str(exc.message or exc).split())
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "bad request from %s answered %s: %s", (
+                peer, exc.code, text[:160] + ("..." if len(text) > 160 else ""))
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_bad_request_logs() -> None:
+    """Install the one-line filter on aiohttp's server logger (idempotent; done on import of
+    this module, which every labkit service imports)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _OneLineBadRequest) for f in logger.filters):
+        logger.addFilter(_OneLineBadRequest())
+
+
+quiet_bad_request_logs()

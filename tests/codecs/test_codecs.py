@@ -59,6 +59,36 @@ def test_get_unknown_names_the_argument_and_choices(bad):
         get(bad)
 
 
+def test_codecs_mapping_missing_key_lists_the_names_and_suggests_get():
+    from labkit.codecs.formats import UnknownCodec
+    with pytest.raises(KeyError) as e:
+        CODECS["JSON"]
+    assert isinstance(e.value, UnknownCodec) and e.value.known == names()
+    assert str(e.value) == ("no codec named 'JSON' (did you mean 'json'?); registered (exact, "
+                            "lower case): json, orjson, msgpack, protobuf, yaml, cbor, avro; "
+                            "get(name) raises a ValueError instead")
+    with pytest.raises(KeyError, match=r"no codec named \['x'\]; registered"):
+        CODECS[["x"]]                       # unhashable: still the KeyError, not a TypeError
+    assert "JSON" not in CODECS and ["x"] not in CODECS and CODECS.get("JSON") is None
+    assert len(CODECS) == 7 and CODECS["json"] is get("json")
+
+
+def test_cbor_encodes_every_bytes_like_as_bytes():
+    codec = get("cbor")
+    for value in (b"ab", bytearray(b"ab"), memoryview(b"ab")):
+        assert codec.encode(value) == b"\x42ab"                 # a 2-byte byte string
+    assert codec.decode(codec.encode({"k": [memoryview(b"\x00\xff")]})) == {"k": [b"\x00\xff"]}
+
+
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-Infinity"])
+def test_cbor_refuses_a_decimal_it_could_only_write_as_a_float(value):
+    with pytest.raises(EncodeError) as e:
+        get("cbor").encode({"price": [decimal.Decimal(value)]})
+    assert e.value.type_name == "Decimal" and "no CBOR decimal form" in str(e.value)
+    assert get("cbor").decode(get("cbor").encode(decimal.Decimal("-1.25"))) == \
+        decimal.Decimal("-1.25")
+
+
 def test_content_types_differ_except_the_two_json_codecs():
     types = [c.content_type for c in CODECS.values()]
     assert get("json").content_type == get("orjson").content_type == "application/json"

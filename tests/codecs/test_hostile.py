@@ -149,6 +149,65 @@ def test_100k_deep_nesting_is_a_decode_error(name, payload):
         assert "max_depth=500" in err.reason
 
 
+def test_msgpack_nesting_error_is_a_sentence_not_an_empty_stackerror():
+    err, _ = _refused(get("msgpack"), b"\x91" * 100_000 + b"\xc0")
+    assert str(err) == ("cannot decode msgpack: the document is nested too deeply "
+                        "(MessagePack stops at 1024 levels)")
+    assert type(err.__cause__).__name__ == "StackError"
+
+
+def test_a_library_error_without_text_is_named_not_left_blank():
+    from labkit.codecs.base import describe
+
+    class Quiet(Exception):
+        pass
+
+    assert describe(Quiet()) == "Quiet (no message)"
+    assert describe(ValueError("a\n  b\n")) == "ValueError: a b"
+
+    class Mute(JsonCodec):
+        def _decode(self, data):
+            raise Quiet()
+
+    err, _ = _refused(Mute(), b"{}")
+    assert str(err) == "cannot decode json: Quiet (no message)"
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"a: !!python/object:os.system x\n", "ConstructorError: could not determine a constructor "
+                                          "for the tag 'tag:yaml.org,2002:python/object:os."
+                                          "system' at line 1, column 4"),
+    (b"a: *nope\n", "ComposerError: found undefined alias 'nope' at line 1, column 4"),
+    (b"a: [1, 2\n", "ParserError: while parsing a flow sequence (line 1, column 4): expected "
+                    "',' or ']', but got '<stream end>' at line 2, column 1"),
+    (b"a: 1\n---\nb: 2\n", "ComposerError: expected a single document in the stream (line 1, "
+                          "column 1): but found another document at line 2, column 1"),
+])
+def test_yaml_errors_are_one_line_with_the_position(payload, words):
+    err, _ = _refused(get("yaml"), payload)
+    assert err.reason == words and "\n" not in str(err) and "^" not in str(err)
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"\x02", "it needs more bytes than the 1 given (Expected 1 bytes, read 0)"),
+    (b"\x02\x02ab\x00", "it needs more bytes than the 5 given (end of data)"),   # was "()"
+    (b"\x7f" * 30, "a length field is negative (Expected -64 bytes, read 29)"),
+    (b"\x04\xff\xfe", "UnicodeDecodeError: "),                    # the id is not UTF-8
+])
+def test_avro_errors_say_truncated_or_not_avro(payload, words):
+    err, _ = _refused(get("avro"), payload)
+    assert err.reason.startswith("truncated or not Avro for this schema: " + words)
+
+
+@pytest.mark.parametrize("name", ["json", "orjson"])
+def test_a_10000_digit_integer_is_refused_without_advice_to_lift_the_limit(name):
+    err, _ = _refused(get(name), b"1" * 10_000)
+    assert "set_int_max_str_digits" not in str(err)
+    if name == "json":
+        assert err.reason == ("an integer with more than 4300 digits (a denial-of-service "
+                              "guard); refused")
+
+
 def test_cbor_and_yaml_depth_follow_the_limits():
     deep = b"\x81" * 30 + b"\x01"
     assert CborCodec().decode(deep) is not None

@@ -93,7 +93,10 @@ def test_envelope_and_target():
     assert json.loads(text) == {"version": "2", "data": {"v": 2}}
     assert s.deserialize(text) == {"v": 2}
     assert s.deserialize(text.encode(), target="1") == {"v": 1}
-    s.register("1", "2", lambda d: {"v": "two"})          # replaced, same place
+    with pytest.raises(ValueError, match="'1' -> '2' is already registered; pass replace=True"):
+        s.register("1", "2", lambda d: {"v": "two"})      # a second registration by mistake
+    assert s.deserialize(s.serialize({}, "1")) == {"v": 2}    # ... left the first in place
+    s.register("1", "2", lambda d: {"v": "two"}, replace=True)   # replaced, same place
     assert s.migrations() == [("1", "2"), ("2", "1")]
     assert s.deserialize(s.serialize({}, "1")) == {"v": "two"}
     assert s.summary() == {"current_version": "2", "migrations": ["1 -> 2", "2 -> 1"]}
@@ -114,6 +117,10 @@ def test_envelope_and_target():
     (lambda s: s.serialize({"when": object()}), "obj must be JSON-serializable"),
     (lambda s: s.serialize({"x": float("nan")}), "obj must be JSON-serializable"),
     (lambda s: s.serialize({}, version=3), "version must be a string"),
+    (lambda s: VersionedSerializer(" 3.0 "), "current_version must not start or end with white"),
+    (lambda s: s.register("1", "2 ", lambda d: d), "to_v must not start or end with whitespace"),
+    (lambda s: s.deserialize('{"version": "1\\n", "data": 1}'), "\"version\" must not start"),
+    (lambda s: s.register("1", "2", lambda d: d, replace=1), "replace must be True or False"),
 ])
 def test_bad_input_is_a_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
@@ -125,9 +132,26 @@ def test_the_registry_is_bounded(monkeypatch):
     s = VersionedSerializer("1")
     for i in range(3):
         s.register(str(i), str(i + 1), lambda d: d)
-    s.register("0", "1", lambda d: d)                       # replacing is not adding
+    s.register("0", "1", lambda d: d, replace=True)         # replacing is not adding
     with pytest.raises(ValueError, match="at most 3 migrations"):
         s.register("9", "10", lambda d: d)
+
+
+def test_a_migration_that_raises_is_named_by_its_step_and_chained():
+    s = VersionedSerializer("3.0")
+    s.register("1.0", "2.0", lambda d: {**d, "two": True})
+    s.register("2.0", "3.0", lambda d: d["n"] / 0)
+    with pytest.raises(v.MigrationFailed) as e:
+        s.deserialize(s.serialize({"n": 1}, "1.0"))
+    assert str(e.value) == "migration 2.0 -> 3.0 raised ZeroDivisionError: division by zero"
+    assert isinstance(e.value, ValueError) and isinstance(e.value.__cause__, ZeroDivisionError)
+    assert (e.value.from_version, e.value.to_version) == ("2.0", "3.0")
+    s.register("1.0", "2.0", lambda d: d["missing"], replace=True)
+    with pytest.raises(v.MigrationFailed, match=r"^migration 1.0 -> 2.0 raised KeyError: 'miss"):
+        s.migrate({}, "1.0", "3.0")
+    s.register("1.0", "2.0", lambda d: (_ for _ in ()).throw(RuntimeError()), replace=True)
+    with pytest.raises(v.MigrationFailed, match=r"raised RuntimeError$"):   # no empty ": "
+        s.migrate({}, "1.0", "2.0")
 
 
 # --- the tutorial's serializer, run with a step bound -----------------------------------------

@@ -31,7 +31,10 @@ J, M, X = neg.JSON, neg.MSGPACK, neg.X_MSGPACK
     ("*/json, application/msgpack", M),                         # malformed range skipped
     ("application/json;q=2, application/msgpack;q=0.1", M),    # bad q: the range is skipped
     ("application/json;q=0.1234, application/msgpack;q=0.1", M),
-    ("garbage", J),                                            # nothing well-formed: as absent
+    ("garbage", None),                                         # nothing usable: 406, not JSON
+    ("application/msgpack;q=abc", None), ("application/msgpack;q=2", None),   # never unlisted
+    ("application/msgpack;q=abc, application/json;q=0.1", J),  # the usable range decides
+    (" , ", J),                                                # blank list: as absent
     ("text/html", None), ("application/xml, text/*", None),
     ("application/*;q=0", None), ("*/*;q=0", None),
     ("application/json;q=0, application/msgpack;q=0.000", None),
@@ -47,6 +50,13 @@ def test_acceptable_ranks_best_first_and_parse_keeps_weights():
     assert neg.parse_accept("Application/JSON ; Q=0.5, */json, text/*;q=1.0") == [
         neg.MediaRange("application", "json", 0.5), neg.MediaRange("text", "*", 1.0)]
     assert len(neg.parse_accept(", ".join(["text/plain"] * 1000))) == neg.MAX_ACCEPT_RANGES
+
+
+def test_malformed_names_each_skipped_range_and_why():
+    assert neg.malformed("application/msgpack;q=abc, */json, application/json, ,") == [
+        "'application/msgpack;q=abc' (q='abc' is not a weight from 0 to 1 with at most 3 "
+        "decimals)", "'*/json' (not a type/subtype media range)"]
+    assert neg.malformed(None) == [] == neg.malformed("application/json;q=0.5")
 
 
 def test_decode_by_content_type():
@@ -221,3 +231,25 @@ def test_idempotent_replay_keeps_the_encoding(run):
         return out
     first, again = run(main())
     assert first == again == (201, "Accept", M, {"id": 1, "name": "Ada", "email": "a@x"})
+
+
+def test_bad_q_is_406_naming_it_and_a_huge_accept_is_a_one_line_400(run, caplog):
+    async def main():
+        users = await start_service("users")
+        u = users.url + "/users"
+        async with aiohttp.ClientSession() as s:
+            bad_q = await _call(s, "GET", u, accept="application/msgpack;q=abc")
+            too_big = await _call(s, "GET", u, accept="x/y;q=0.5, " * 1000)    # 11,000 chars
+            after = await _call(s, "GET", u, accept=M)                       # still serving
+        await labkit.shutdown()
+        return bad_q, too_big, after
+    with caplog.at_level("DEBUG", logger="aiohttp.server"):
+        bad_q, too_big, after = run(main())
+    status, headers, body = bad_q
+    assert status == 406 and headers["Content-Type"].startswith(J)
+    assert "q='abc' is not a weight" in body["error"] and body["available"] == [J, M]
+    assert too_big[0] == 400 and after[0] == 200 and after[2] == []
+    server = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert [r.levelname for r in server] == ["WARNING"]
+    assert server[0].exc_info is None and "\n" not in server[0].getMessage()
+    assert server[0].getMessage().startswith("bad request from 127.0.0.1 answered 400: Got more")
