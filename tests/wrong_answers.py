@@ -1551,10 +1551,6 @@ def score_protocol(requirements, grades):
 
 
 # ---- Chapter 4 (04.migration_path, 04.to_json_default, 04.choose_format): appended by K4 ------
-# Importing the checks registers them (until labkit/checks/__init__.py loads chapter 4 itself),
-# so the tests over every RIGHT and BLOCKING entry can evaluate these.
-import labkit.checks.serialization  # noqa: E402,F401
-
 WRONG += [
     ("04.migration_path", "the source tutorial's walk (first registered migration)", '''
 def migration_path(migrations, start, target):
@@ -2222,17 +2218,26 @@ def choose_format(needs):
 ]
 
 BLOCKING += [
-    ("04.migration_path", "the tutorial's walk, skipping dead ends (loops on a downgrade)", '''
+    ("04.migration_path", "a dict of next versions, breadth-first, never marks one seen", '''
 def migration_path(migrations, start, target):
-    path = [start]
-    while path[-1] != target:
-        onward = [b for a, b in migrations if a == path[-1]]
-        alive = [b for b in onward if b == target or any(a == b for a, _ in migrations)]
-        if not alive:
-            raise ValueError(f"no migration from {path[-1]}")
-        path.append(alive[0])
-    return path
+    onward = {}
+    for a, b in migrations:
+        onward.setdefault(a, []).append(b)
+    queue, seen = [[start]], set()
+    while queue:
+        path = queue.pop(0)
+        if path[-1] == target:
+            return path
+        for b in onward.get(path[-1], []):
+            if b not in seen:
+                queue.append(path + [b])
+    raise ValueError("no path")
 ''', "did not return within"),
+]
+
+# ---- Chapter 4 · after a beginner's run (L2): a search that goes round a cycle is named at once
+# (not after the guard's limit); untrusted_input alone is not rule 2 ----------------------------
+WRONG += [
     ("04.migration_path", "breadth-first without a visited set (no path, a cycle)", '''
 def migration_path(migrations, start, target):
     queue = [[start]]
@@ -2244,5 +2249,58 @@ def migration_path(migrations, start, target):
             if a == path[-1]:
                 queue.append(path + [b])
     raise ValueError("no path")
-''', "did not return within"),
+'''),
+    ("04.migration_path", "the tutorial's walk, skipping dead ends (loops on a downgrade)", '''
+def migration_path(migrations, start, target):
+    path = [start]
+    while path[-1] != target:
+        onward = [b for a, b in migrations if a == path[-1]]
+        alive = [b for b in onward if b == target or any(a == b for a, _ in migrations)]
+        if not alive:
+            raise ValueError(f"no migration from {path[-1]}")
+        path.append(alive[0])
+    return path
+'''),
+    ("04.choose_format", "json whenever untrusted_input", '''
+def choose_format(needs):
+    if needs.get("browser_readable") or needs.get("untrusted_input"):
+        return "json"
+    if needs.get("human_edited"):
+        return "yaml"
+    if needs.get("schema_required"):
+        return "avro" if needs.get("stored_files") else "protobuf"
+    if needs.get("smallest"):
+        return "msgpack"
+    return "json"
+'''),
+]
+
+WHY.update({
+    "breadth-first without a visited set (no path, a cycle)":
+        "with no path: remember the versions you have visited",
+    "the tutorial's walk, skipping dead ends (loops on a downgrade)":
+        "it went round the cycle of migrations",
+    "json whenever untrusted_input": "untrusted_input alone decides nothing",
+})
+
+RIGHT += [
+    ("04.migration_path", "every simple path by index, keeping the shortest", '''
+def migration_path(migrations, start, target):
+    best = None
+
+    def walk(path):
+        nonlocal best
+        if path[-1] == target:
+            if best is None or len(path) < len(best):
+                best = list(path)
+            return
+        for i in range(len(migrations)):
+            old, new = migrations[i]
+            if old == path[-1] and new not in path:
+                walk(path + [new])
+    walk([start])
+    if best is None:
+        raise ValueError(f"no path from {start} to {target}")
+    return best
+'''),
 ]

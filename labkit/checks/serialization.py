@@ -37,12 +37,12 @@ Exercise 3 · choose_format(needs) -> str
       6. smallest                             -> "msgpack"
       7. otherwise                            -> "json"
     Never "pickle".
+Exercise 3's check is in `labkit.checks.serialization_format`, imported at the end (third).
 """
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import itertools
 import json
 import uuid
 from decimal import Decimal
@@ -55,7 +55,7 @@ from . import Wrong, exercise, plain, raised, run_rng
 
 def to_json_default(value):
     """What json.dumps(obj, default=to_json_default) writes for a value json cannot encode:
-    the table of exercise 2; TypeError for other types, ValueError for a naive datetime."""
+    the table of exercise 1; TypeError for other types, ValueError for a naive datetime."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"naive datetime {value!r}: give it a tzinfo")
@@ -73,7 +73,7 @@ def to_json_default(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_HINT_2 = ("One `if isinstance(value, ...)` per row of the table, datetime before date (a "
+_HINT_JSON = ("One `if isinstance(value, ...)` per row of the table, datetime before date (a "
            "datetime is a date too), and `raise TypeError(...)` at the end, never `return`.")
 
 
@@ -97,7 +97,7 @@ def _json_values(rng) -> list:
 
 
 @exercise("04.to_json_default", reference=to_json_default, title="Exercise 1 · to_json_default",
-          hint=_HINT_2, timeout_s=10.0)
+          hint=_HINT_JSON, timeout_s=10.0)
 def check_to_json_default(impl) -> None:
     values = _json_values(run_rng("04.to_json_default"))
     for value in values:
@@ -105,7 +105,7 @@ def check_to_json_default(impl) -> None:
     doc = {"order": values[:4] + values[5:10]}
     if (got := json.dumps(doc, default=impl)) != (want := json.dumps(doc, default=to_json_default)):
         raise Wrong(f"json.dumps(doc, default=to_json_default) wrote {got} for doc={doc!r}; "
-                    f"expected {want}.", _HINT_2)
+                    f"expected {want}.", _HINT_JSON)
 
 
 def _written(x):
@@ -139,75 +139,75 @@ def _judge_default(impl, value) -> None:
     if naive:
         raise Wrong(f"{said} for a naive datetime (no tzinfo): a reader cannot know which time "
                     "zone it was meant in, so the same string is a different instant in Berlin "
-                    "and in Tokyo. Raise ValueError for it.", _HINT_2)
+                    "and in Tokyo. Raise ValueError for it.", _HINT_JSON)
     if want is None:
         fate = ("json.dumps then writes null: the value is lost without a word" if got is None
                 else "json.dumps then writes that, and the reader gets something other than "
                      f"a {kind} back, failing later and far away")
         raise Wrong(f"{said} for a {kind}, a type not in the table: {fate}. Raise TypeError for "
                     f"it (\"Object of type {kind} is not JSON serializable\"), as json does.",
-                    _HINT_2)
+                    _HINT_JSON)
     said += f"; expected {want!r}"
     if isinstance(value, Decimal) and isinstance(got, float):
         raise Wrong(f"{said}. {got!r} is a float: the reader gets {got!r} back instead of "
                     f"{value}, the digits a float cannot hold are gone. Return str(value), the "
-                    "exact digits.", _HINT_2)
+                    "exact digits.", _HINT_JSON)
     elif isinstance(value, dt.datetime) and isinstance(got, str):
         if got == str(value):
             raise Wrong(f"{said}: str() separates date and time with a space; ISO 8601 (and "
-                        "value.isoformat()) puts a 'T' there.", _HINT_2)
+                        "value.isoformat()) puts a 'T' there.", _HINT_JSON)
         try:
             parsed = dt.datetime.fromisoformat(got)
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is None:
             raise Wrong(f"{said}: the UTC offset is missing, so a reader cannot tell which "
-                        "instant it is. Use value.isoformat().", _HINT_2)
+                        "instant it is. Use value.isoformat().", _HINT_JSON)
         if parsed == value:
             raise Wrong(f"{said}: the same instant, written with another offset; keep the "
-                        "offset the value has (value.isoformat()).", _HINT_2)
+                        "offset the value has (value.isoformat()).", _HINT_JSON)
     elif isinstance(value, bytes):
         if got == str(value):
             raise Wrong(f"{said}: str(value) is the Python literal \"b'...'\", which no other "
                         "language reads. Encode the bytes with base64: base64.b64encode(value)"
-                        ".decode('ascii').", _HINT_2)
+                        ".decode('ascii').", _HINT_JSON)
         if isinstance(got, bytes):
             raise Wrong(f"{said}: that is bytes, which json cannot write either (it would call "
                         "to_json_default with them again). b64encode returns bytes: add "
-                        ".decode('ascii').", _HINT_2)
+                        ".decode('ascii').", _HINT_JSON)
         if got == base64.urlsafe_b64encode(value).decode("ascii"):
             raise Wrong(f"{said}: that is base64's URL-safe alphabet ('-' and '_'); the table "
-                        "asks for the standard one (base64.b64encode).", _HINT_2)
+                        "asks for the standard one (base64.b64encode).", _HINT_JSON)
     elif isinstance(value, (set, frozenset)):
         if isinstance(got, list) and got == list(value):
             raise Wrong(f"{said}: the set in its iteration order, which depends on hashing (for "
                         "strings it changes with every Python process), so the same set is "
-                        "written differently each time. Return sorted(value).", _HINT_2)
+                        "written differently each time. Return sorted(value).", _HINT_JSON)
         if isinstance(got, (set, frozenset)):
             raise Wrong(f"{said}: json cannot write a set (it would call to_json_default with "
-                        "it again); return a list: sorted(value).", _HINT_2)
+                        "it again); return a list: sorted(value).", _HINT_JSON)
     elif isinstance(value, uuid.UUID) and got == value.hex:
         raise Wrong(f"{said}: value.hex has no hyphens; the table asks for str(value), the "
-                    "canonical 8-4-4-4-12 form every library parses.", _HINT_2)
-    raise Wrong(f"{said}.", _HINT_2)
+                    "canonical 8-4-4-4-12 form every library parses.", _HINT_JSON)
+    raise Wrong(f"{said}.", _HINT_JSON)
 
 
 def _explain_raise(call, value, err, naive, kind, want) -> None:
     said = f"{call} raised {raised(err)}"
     if naive:
         raise Wrong(f"{said}; for a naive datetime raise ValueError: the type is one you "
-                    "support, the value is what is wrong.", _HINT_2)
+                    "support, the value is what is wrong.", _HINT_JSON)
     if want is None:
         raise Wrong(f"{said} for a {kind}, a type not in the table: raise TypeError, which "
-                    "json.dumps expects (and its callers catch).", _HINT_2)
+                    "json.dumps expects (and its callers catch).", _HINT_JSON)
     if isinstance(err, UnicodeDecodeError):
         raise Wrong(f"{said}: bytes are not text, and these are not valid UTF-8. base64 turns "
                     "any bytes into ASCII text: base64.b64encode(value).decode('ascii').",
-                    _HINT_2)
+                    _HINT_JSON)
     if isinstance(err, AttributeError) and type(value) is dt.date:
         raise Wrong(f"{said}: a date has no time and no tzinfo; only datetime has. datetime is "
-                    "a subclass of date, so test isinstance(value, datetime) first.", _HINT_2)
-    raise Wrong(f"{said}; expected {want!r}.", _HINT_2)
+                    "a subclass of date, so test isinstance(value, datetime) first.", _HINT_JSON)
+    raise Wrong(f"{said}; expected {want!r}.", _HINT_JSON)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def migration_path(migrations, start, target):
     raise ValueError(f"no chain of migrations leads from {start!r} to {target!r}")
 
 
-_HINT_1 = ("Search breadth-first: from `start`, visit every version one migration away, then "
+_HINT_PATH = ("Search breadth-first: from `start`, visit every version one migration away, then "
            "every version two away, ..., remembering for each version where you came from "
            "(and skipping versions already seen); stop at `target`, then walk back. Raise "
            "ValueError when nothing is left to visit.")
@@ -293,10 +293,73 @@ def _path_cases(rng) -> list[tuple[list, str, str]]:
 
 
 @exercise("04.migration_path", reference=migration_path, title="Exercise 2 · migration_path",
-          hint=_HINT_1, timeout_s=10.0)
+          hint=_HINT_PATH, timeout_s=10.0)
 def check_migration_path(impl) -> None:
     for migrations, start, target in _path_cases(run_rng("04.migration_path")):
         _judge_path(impl, migrations, start, target)
+
+
+class _GoesRound(BaseException):
+    """Raised inside the answer once it has read far more migrations than any search needs (a
+    BaseException, so the answer's `except Exception` does not swallow it)."""
+
+
+class _Counted(list):
+    """The migrations, counting every one the answer reads: a search that forgets the versions
+    it has visited reads them again and again round a cycle, and is stopped at once instead of
+    hanging until the guard's time limit (chapter 04, exercise 2)."""
+    LIMIT = 50_000      # a breadth-first search on these graphs reads fewer than 200
+
+    reads = 0
+
+    def _read(self, n: int = 1) -> None:
+        self.reads += n
+        if self.reads > self.LIMIT:
+            raise _GoesRound
+
+    def __iter__(self):
+        for item in super().__iter__():
+            self._read()
+            yield item
+
+    def __getitem__(self, index):
+        self._read()
+        return super().__getitem__(index)
+
+
+def _cycle(migrations: list, start: str) -> list:
+    """A cycle of migrations reachable from `start`, as versions (first == last), or []."""
+    onward, path, on_path, done = {}, [], {}, set()
+    for old, new in migrations:
+        onward.setdefault(old, []).append(new)
+
+    def visit(version):
+        if version in on_path:
+            return path[on_path[version]:] + [version]
+        if version in done:
+            return []
+        on_path[version] = len(path)
+        path.append(version)
+        for nxt in onward.get(version, []):
+            if found := visit(nxt):
+                return found
+        path.pop()
+        del on_path[version]
+        done.add(version)
+        return []
+    return visit(start)
+
+
+def _explain_cycle(before: list, start: str, target: str, want, where: str) -> None:
+    loop = " -> ".join(_cycle(before, start)) or "a loop"
+    told = f"migration_path read the migrations over and over and did not stop {where}"
+    if want is None:
+        raise Wrong(f"{told}: a cycle of migrations ({loop}) with no path: remember the versions "
+                    "you have visited, skip them, and raise ValueError when nothing new is "
+                    "left to visit.", _HINT_PATH) from None
+    raise Wrong(f"{told}, although the path is {want!r}: it went round the cycle of migrations "
+                f"({loop}); remember the versions you have visited and never go back to one.",
+                _HINT_PATH) from None
 
 
 def _judge_path(impl, migrations: list, start: str, target: str) -> None:
@@ -306,63 +369,66 @@ def _judge_path(impl, migrations: list, start: str, target: str) -> None:
     def said(what) -> str:
         return f"migration_path returned {what} {where}"
     err = got = None
+    counted = _Counted(migrations)      # the answer gets a copy that counts reads
     try:
-        got = impl(migrations, start, target)
+        got = impl(counted, start, target)
     except NotImplementedError:
         raise
+    except _GoesRound:
+        _explain_cycle(before, start, target, want, where)
     except ValueError as e:
         err = e
     except RecursionError:
         raise Wrong(f"migration_path raised RecursionError {where}: a recursive search that does "
                     "not remember the versions it has already visited goes round a cycle of "
-                    "migrations for ever; keep a set of visited versions.", _HINT_1) from None
+                    "migrations for ever; keep a set of visited versions.", _HINT_PATH) from None
     except Exception as e:
         fix = "raise ValueError when there is no path" if want is None else f"the path is {want!r}"
         if isinstance(e, KeyError) and e.args and e.args[0] in {v for m in before for v in m}:
             fix += (f" ({e.args[0]!r} has no migration registered from it, so it is no key of "
                     "your dict: use .get(version, []))")
-        raise Wrong(f"migration_path raised {raised(e)} {where}; {fix}.", _HINT_1) from None
+        raise Wrong(f"migration_path raised {raised(e)} {where}; {fix}.", _HINT_PATH) from None
     got = plain(got, "`migration_path` computes a list and waits for nothing: make it a plain "
                      "`def`, not `async def`.")
-    if migrations != before:
+    if counted != before:
         raise Wrong(f"migration_path changed the list of migrations it was given {where} "
-                    f"(afterwards: {migrations!r}): read it, do not modify it; the serializer "
-                    "keeps using its registered migrations.", _HINT_1)
+                    f"(afterwards: {counted!r}): read it, do not modify it; the serializer "
+                    "keeps using its registered migrations.", _HINT_PATH)
     if err is not None:
         if want is None:
             return
         told = f"migration_path raised ValueError ({err}) {where}, but there is a path: {want!r}."
         if start == target:
             raise Wrong(f"{told} start and target are the same version: nothing to migrate, "
-                        f"so the path is [{start!r}].", _HINT_1)
+                        f"so the path is [{start!r}].", _HINT_PATH)
         kind, walked = _tutorial_walk(before, start, target)
         if kind == "dead end":
             raise Wrong(f"{told} Taking the first migration registered from each version (the "
                         f"source tutorial's loop) goes {' -> '.join(walked)} and stops at a dead "
                         "end; try every migration registered from a version, not only the "
-                        "first.", _HINT_1)
-        raise Wrong(f"{told} Try every migration registered from each version.", _HINT_1)
+                        "first.", _HINT_PATH)
+        raise Wrong(f"{told} Try every migration registered from each version.", _HINT_PATH)
     if want is None:
         if got is None:
             raise Wrong(f"{said('None')} instead of raising ValueError: there is no path, "
                         "and a caller that gets None carries on with a payload it never "
-                        "migrated. Raise ValueError saying there is no path.", _HINT_1)
+                        "migrated. Raise ValueError saying there is no path.", _HINT_PATH)
         if isinstance(got, list):
             _judge_steps(got, before, said(repr(got)))
         raise Wrong(f"{said(repr(got))}, but no chain of migrations leads there: raise "
-                    "ValueError.", _HINT_1)
+                    "ValueError.", _HINT_PATH)
     said = said(repr(got))
     if not isinstance(got, list):
-        raise Wrong(f"{said}; return a list of versions: {want!r}.", _HINT_1)
+        raise Wrong(f"{said}; return a list of versions: {want!r}.", _HINT_PATH)
     if got and all(isinstance(x, tuple) for x in got):
-        raise Wrong(f"{said}: those are migrations; return the versions, {want!r}.", _HINT_1)
+        raise Wrong(f"{said}: those are migrations; return the versions, {want!r}.", _HINT_PATH)
     if start == target and got != [start]:
         raise Wrong(f"{said}: start and target are the same version, so the path is "
-                    f"[{start!r}] (nothing to migrate).", _HINT_1)
+                    f"[{start!r}] (nothing to migrate).", _HINT_PATH)
     if not got or got[0] != start or got[-1] != target:
         end = f"start with start {start!r}" if not got or got[0] != start else \
             f"end with target {target!r}"
-        raise Wrong(f"{said}: the path does not {end}; it includes both ends: {want!r}.", _HINT_1)
+        raise Wrong(f"{said}: the path does not {end}; it includes both ends: {want!r}.", _HINT_PATH)
     _judge_steps(got, before, said)
     if len(got) > len(want):
         kind, walked = _tutorial_walk(before, start, target)
@@ -371,7 +437,7 @@ def _judge_path(impl, migrations: list, start: str, target: str) -> None:
                if kind == "path" and walked == got else
                "A depth-first search returns the first path it finds, not the shortest.")
         raise Wrong(f"{said}: {len(got)} versions, but {want!r} is shorter ({len(want)}). {why} "
-                    "Search breadth-first, one migration further at a time.", _HINT_1)
+                    "Search breadth-first, one migration further at a time.", _HINT_PATH)
 
 
 def _judge_steps(got, registered: list, said: str) -> None:
@@ -381,119 +447,8 @@ def _judge_steps(got, registered: list, said: str) -> None:
         if (new, old) in registered:
             raise Wrong(f"{said}: it steps {old!r} -> {new!r}, but only {new!r} -> {old!r} is "
                         "registered. A migration only goes from its first version to its "
-                        "second, never back.", _HINT_1)
-        raise Wrong(f"{said}: {old!r} -> {new!r} is not a registered migration.", _HINT_1)
+                        "second, never back.", _HINT_PATH)
+        raise Wrong(f"{said}: {old!r} -> {new!r} is not a registered migration.", _HINT_PATH)
 
 
-# ---------------------------------------------------------------------------------------------
-# Exercise 3: a format from stated needs
-
-
-def choose_format(needs):
-    """The format for `needs` (a dict of the six keys, True/False, missing = False): the first
-    rule of exercise 3's table that applies."""
-    def want(key):
-        return needs.get(key) is True
-    if want("browser_readable"):
-        return "json"
-    if want("human_edited"):
-        return "json" if want("untrusted_input") else "yaml"
-    if want("schema_required"):
-        return "avro" if want("stored_files") else "protobuf"
-    if want("smallest"):
-        return "msgpack"
-    return "json"
-
-
-KEYS = ("browser_readable", "human_edited", "untrusted_input", "schema_required",
-        "stored_files", "smallest")
-FORMATS = ("json", "msgpack", "protobuf", "yaml", "avro")
-#: (keys that must all be True, format, rule as the exercise states it, why)
-RULES = (
-    (("browser_readable",), "json", "browser_readable",
-     "a browser parses JSON natively (response.json()); every other format needs a library in "
-     "the page"),
-    (("human_edited", "untrusted_input"), "json", "human_edited and untrusted_input",
-     "YAML from senders you do not control is a risk even with yaml.safe_load (aliases expand "
-     "a few hundred bytes into gigabytes, 'billion laughs'; 'no' becomes False), and JSON is "
-     "still easy to edit by hand"),
-    (("human_edited",), "yaml", "human_edited",
-     "YAML is made for people: comments, no braces, few quotes"),
-    (("schema_required", "stored_files"), "avro", "schema_required and stored_files",
-     "an Avro file carries the writer's schema, so a program reading it years later can still "
-     "decode it"),
-    (("schema_required",), "protobuf", "schema_required",
-     "both sides compile the same .proto, and its field numbers keep old and new versions "
-     "compatible"),
-    (("smallest",), "msgpack", "smallest",
-     "MessagePack is binary JSON: compact numbers, no quotes, no schema needed"),
-    ((), "json", "otherwise", "nothing special is needed, and JSON is readable everywhere"),
-)
-_HINT_3 = ("Test the rules in their order with needs.get(key, False) (a key may be missing, or "
-           "present with False) and return at the first one that applies.")
-
-
-def _by_rules(true_keys) -> tuple[int, str]:
-    """(number, format) of the first rule whose keys are all in `true_keys` (rule 7 has none)."""
-    return next((n, fmt) for n, (keys, fmt, _, _) in enumerate(RULES, 1)
-                if all(k in true_keys for k in keys))
-
-
-def _needs_cases(rng) -> list[dict]:
-    """All 64 combinations, fewest True keys and earliest deciding rule first (an answer meets
-    the simplest case of its mistake first); False keys sometimes given, sometimes left out."""
-    cases = []
-    for values in itertools.product((False, True), repeat=len(KEYS)):
-        combo, keys = dict(zip(KEYS, values)), list(KEYS)
-        rng.shuffle(keys)
-        explicit = rng.random() < 0.5
-        cases.append({k: combo[k] for k in keys if combo[k] or explicit or rng.random() < 0.5})
-    rng.shuffle(cases)
-    return sorted(cases, key=lambda n: (sum(n.values()), _by_rules({k for k in n if n[k]})[0]))
-
-
-@exercise("04.choose_format", reference=choose_format, title="Exercise 3 · choose_format",
-          hint=_HINT_3, timeout_s=10.0)
-def check_choose_format(impl) -> None:
-    for needs in _needs_cases(run_rng("04.choose_format")):
-        _judge_format(impl, needs)
-
-
-def _judge_format(impl, needs: dict) -> None:
-    given = dict(needs)
-    where = f"for needs={given!r}"
-    try:
-        got = impl(needs)
-    except KeyError as err:
-        raise Wrong(f"choose_format raised KeyError {err} {where}: a missing key means False; "
-                    "use needs.get(key, False).", _HINT_3) from None
-    got = plain(got, "`choose_format` looks rules up and waits for nothing: make it a plain "
-                     "`def`, not `async def`.")
-    if needs != given:
-        raise Wrong(f"choose_format changed its argument {where} (afterwards {needs!r}): read "
-                    "it, do not modify it.", _HINT_3)
-    true_keys = {k for k, v in given.items() if v is True}
-    number, want = _by_rules(true_keys)
-    if got == want:
-        return
-    said = f"choose_format returned {got!r} {where}"
-    if isinstance(got, str) and got.strip().lower() == "pickle":
-        raise Wrong(f"{said}: pickle is never the answer between services: unpickling runs "
-                    "whatever code the sender put in the bytes (the chapter's demo sets a flag "
-                    "on load). The rules give " f"{want!r}.", _HINT_3)
-    if not isinstance(got, str) or got not in FORMATS:
-        fix = "in lower case, " if isinstance(got, str) and got.strip().lower() in FORMATS else ""
-        raise Wrong(f"{said}; return the format's name {fix}one of {', '.join(map(repr, FORMATS))}"
-                    f": here {want!r}.", _HINT_3)
-    falses = [k for k, v in given.items() if v is False]
-    if falses and got == _by_rules(set(given))[1]:
-        raise Wrong(f"{said}; expected {want!r}. You treated {', '.join(map(repr, falses))}, "
-                    "set to False, as if it were True: `key in needs` is True for a key set to "
-                    "False (chapter 3's bug again). Use needs.get(key, False).", _HINT_3)
-    _, _, text, why = RULES[number - 1]
-    msg = f"{said}; expected {want!r}: rule {number} ({text}) is the first that applies: {why}."
-    for later, (keys, fmt, text2, _) in enumerate(RULES[number:], number + 1):
-        if fmt == got and all(k in true_keys for k in keys):
-            msg += f" Rule {later} ({text2}) applies too, but the first rule that applies wins."
-            break
-    raise Wrong(msg, _HINT_3)
+from .serialization_format import FORMATS, KEYS, RULES, choose_format  # noqa: E402,F401

@@ -236,3 +236,67 @@ def test_a_naive_datetime_is_a_value_error_and_unknown_types_a_type_error():
         json.dumps({"z": 1j}, default=ch4.to_json_default)
     naive = copy.copy(dt.datetime(2024, 5, 1))
     assert json.dumps(naive.date(), default=ch4.to_json_default) == '"2024-05-01"'
+
+
+def test_a_search_round_a_cycle_is_named_at_once_not_after_the_time_limit(run):
+    # a limit far above the check's usual 10 s: the message must come from the read count, not the guard
+    for what in ("breadth-first without a visited set (no path, a cycle)",
+                 "the tutorial's walk, skipping dead ends (loops on a downgrade)"):
+        source = next(s for e, w, s in WRONG4 if w == what)
+        result = run(evaluate("04.migration_path", _define(source, "04.migration_path"),
+                              timeout_s=30.0))
+        assert not result.passed
+        assert "did not return within" not in result.message, result.message
+        assert "a loop that never ends" not in result.message, result.message
+        assert " -> " in result.message and "remember the versions you have visited" in \
+            result.message, result.message
+    no_path = next(s for e, w, s in WRONG4 if w.startswith("breadth-first without a visited"))
+    result = run(evaluate("04.migration_path", _define(no_path, "04.migration_path"),
+                          timeout_s=30.0))
+    assert "a cycle of migrations (" in result.message and "with no path" in result.message
+    cycle = result.message.split("a cycle of migrations (", 1)[1].split(")", 1)[0].split(" -> ")
+    assert len(cycle) >= 3 and cycle[0] == cycle[-1], result.message
+
+
+def test_the_cycle_named_is_a_real_cycle_of_the_migrations():
+    assert ch4._cycle([("a", "b"), ("b", "c"), ("c", "a"), ("d", "e")], "a") == \
+        ["a", "b", "c", "a"]
+    assert ch4._cycle([("x", "a"), ("a", "b"), ("b", "a"), ("b", "c")], "x") == ["a", "b", "a"]
+    assert ch4._cycle([("a", "b"), ("b", "c")], "a") == []
+
+
+def test_the_counted_migrations_are_a_list_equal_to_the_given_one():
+    counted = ch4._Counted([("1.0", "2.0"), ("2.0", "3.0")])
+    assert isinstance(counted, list) and counted == [("1.0", "2.0"), ("2.0", "3.0")]
+    assert repr(counted) == repr([("1.0", "2.0"), ("2.0", "3.0")])
+    assert ch4.migration_path(counted, "1.0", "3.0") == ["1.0", "2.0", "3.0"]
+    assert 0 < counted.reads < 10
+    with pytest.raises(ch4._GoesRound):
+        while True:
+            for _ in counted:
+                pass
+
+
+def test_rule_7_is_never_said_to_apply_too_and_untrusted_input_alone_is_explained(run):
+    source = next(s for e, w, s in WRONG4 if w == "json whenever untrusted_input")
+    for _ in range(3):
+        result = run(evaluate("04.choose_format", _define(source, "04.choose_format")))
+        assert not result.passed
+        assert "Rule 7" not in result.message, result.message
+        assert "set to False, as if it were True" not in result.message, result.message
+    for what in [w for e, w, _ in WRONG4 if e == "04.choose_format"]:
+        source = next(s for e, w, s in WRONG4 if w == what)
+        result = run(evaluate("04.choose_format", _define(source, "04.choose_format")))
+        assert "Rule 7 (otherwise) applies too" not in result.message, (what, result.message)
+
+
+def test_exercise_numbers_in_texts_follow_the_notebook():
+    import labkit.checks.serialization_format as fmt
+    assert "exercise 1" in ch4.to_json_default.__doc__
+    assert "exercise 2" not in ch4.to_json_default.__doc__
+    assert "exercise 3" in fmt.choose_format.__doc__
+    titles = {ex.id: ex.title for ex in checks.exercises_for("04")}
+    assert titles == {"04.to_json_default": "Exercise 1 · to_json_default",
+                      "04.migration_path": "Exercise 2 · migration_path",
+                      "04.choose_format": "Exercise 3 · choose_format"}
+    assert ch4.choose_format is fmt.choose_format and ch4.KEYS is fmt.KEYS
