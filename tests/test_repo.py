@@ -89,3 +89,11 @@ def test_under_load_runner_returns_the_command_exit_code_and_stops_its_burners()
     with pytest.raises(subprocess.CalledProcessError):
         subprocess.run([sys.executable, script, "--burners", "1"], check=True,
                        capture_output=True, timeout=60)
+
+
+def test_test_module_basenames_are_unique():
+    """Test folders have no __init__.py, so pytest imports test files by basename: two
+    tests/*/test_x.py would stop the whole suite at collection."""
+    import collections
+    names = collections.Counter(p.name for p in (ROOT / "tests").rglob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1]
