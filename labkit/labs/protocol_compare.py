@@ -24,7 +24,7 @@ from labkit.labs.protocol_servers import _Clients, _Tap, servers
 # re-exported: the tests and benchmarks/bench_protocols.py use pc.MSGPACK and pc._user
 from labkit.labs.protocol_servers import MSGPACK, _user  # noqa: F401
 from labkit.obs.metrics import percentile
-from labkit.protocols.push import start_push_service
+from labkit.protocols.push import PushService
 
 __all__ = ["PROTOCOLS", "BYTES_COUNTED", "servers", "compare_latency", "compare_throughput",
            "multiplexing", "push_vs_poll", "fault_chart_data"]
@@ -213,7 +213,7 @@ async def push_vs_poll(*, updates: int = 10_000, poll_every_ms: float = 100.0,
     emit_s = validate.number("emit_s", emit_s, 0, 30, unit=" s")
     batches = validate.integer("batches", batches, 1, updates)
     loop = asyncio.get_running_loop()
-    svc = await start_push_service(history=max(updates, 1000), heartbeat_s=30.0)
+    svc = await PushService(history=max(updates, 1000), heartbeat_s=30.0).start()   # the lab's own
     emitted, got, polls = {}, {"push": {}, "poll": {}}, [0]    # id -> loop time; polls made
     done, limit_s = asyncio.Event(), emit_s + 30.0
     try:

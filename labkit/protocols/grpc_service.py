@@ -31,12 +31,14 @@ from labkit.patterns.errors import GrpcError
 from labkit.protocols import proto
 from labkit.protocols.grpc_faults import PUSHBACK_KEY, REQUEST_ID_KEY, FaultInterceptor
 from labkit.services.faults import FaultModel
-from labkit.services.http import ServicesShutDown
+from labkit.services.http import Service, ServicesShutDown
 
 __all__ = ["GrpcService", "GrpcServiceShutDown", "ShopClient", "start_grpc_service",
            "downstream_timeout_s", "ORDER_STATUSES"]
 
 ORDER_STATUSES = ("placed", "paid", "packed", "shipped", "delivered")
+MIN_TIMEOUT_S = 0.001   # gRPC's timer cannot honour a shorter deadline: the call would succeed
+_INT64, _INT32 = 2**63 - 1, 2**31 - 1
 MAX_RECORDS = 100_000           # users, items and orders each: a bounded in-memory store
 _running: "weakref.WeakSet[GrpcService]" = weakref.WeakSet()
 
@@ -90,7 +92,7 @@ class _Shop:
     async def GetItem(self, request, context):
         stock = self.svc.items.get(request.sku)
         if stock is None:
-            await _abort(context, "NOT_FOUND", f"item {request.sku!r} not found")
+            await _abort(context, "NOT_FOUND", f"no item {request.sku!r}")
         return self.pb.Item(sku=request.sku, stock=stock)
 
     async def PlaceOrder(self, request, context):
@@ -98,7 +100,9 @@ class _Shop:
         if not request.sku or request.quantity < 1:
             await _abort(context, "INVALID_ARGUMENT", "sku must be set and quantity >= 1")
         if svc.downstream is None:
-            stock = svc.items.get(request.sku, 0)
+            stock = svc.items.get(request.sku)
+            if stock is None:                          # unknown, not "0 in stock"
+                await _abort(context, "NOT_FOUND", f"no item {request.sku!r}")
         else:                                          # deadline propagation
             try:
                 item = await svc._downstream_stub().GetItem(
@@ -146,7 +150,10 @@ class GrpcService:
     `seed` (default: the course seed) drives its faults, decided as for the HTTP service of
     the same name. `downstream` is the target ("127.0.0.1:PORT") PlaceOrder checks the stock
     with. `log` keeps the last `log_size` calls; `counts`/`code_counts` count all of them.
+    `unsupported_knobs`: fault knobs gRPC has no counterpart for (labkit.panel hides them).
     """
+
+    unsupported_knobs = frozenset({"slow_body_ms"})
 
     def __init__(self, name: str = "users", *, seed: int | None = None,
                  downstream: str | None = None, log_size: int = 10_000):
@@ -264,11 +271,33 @@ _CHANNEL_OPTIONS = [("grpc.enable_retries", 0)]
 
 
 def _check_target(name: str, target) -> tuple[str, int]:
+    if isinstance(target, Service) or (hasattr(target, "url") and not hasattr(target, "target")):
+        raise ValueError(f"{name}: that is a REST service (start_grpc_service gives a gRPC one), "
+                         f"got {target!r}")
+    if isinstance(target, str) and "://" in target:
+        raise ValueError(f"{name} must be \"host:port\" with no scheme: pass the gRPC service "
+                         f"or its .target, e.g. 127.0.0.1:PORT, got {target!r}")
     host, sep, port = target.rpartition(":") if isinstance(target, str) else ("", "", "")
     if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"{name} must be \"host:port\" such as svc.target (127.0.0.1:41234), "
                          f"got {target!r}")
     return target, int(port)
+
+
+def _timeout(value) -> float:
+    try:
+        return validate.number("timeout_s", value, MIN_TIMEOUT_S, 300, unit=" seconds")
+    except ValueError as err:
+        raise ValueError(f"{err} (below 1 ms gRPC does not enforce the deadline, so the call "
+                         f"would quietly succeed)") from None
+
+
+def _change(name: str, change) -> dict:
+    """A (sku, delta) pair as StockChange fields, else ValueError naming `name`."""
+    if not isinstance(change, (tuple, list)) or len(change) != 2:
+        raise ValueError(f"{name} must be a (sku, delta) pair, got {change!r}")
+    return {"sku": validate.text(f"{name} sku", change[0]),
+            "delta": validate.integer(f"{name} delta", change[1], -_INT32, _INT32)}
 
 
 def _metadata(name: str, value) -> tuple:
@@ -304,16 +333,17 @@ class ShopClient:
     """Async client for a Shop server: methods return dicts, failures raise `GrpcError`.
 
     `timeout_s` is the default deadline of each call (a stream's deadline covers the whole
-    stream); every method takes `timeout_s=` and `metadata=` for one call. `metadata` here is
+    stream), at least `MIN_TIMEOUT_S` (1 ms: gRPC does not enforce a shorter one, so such a
+    call would quietly succeed); every method takes `timeout_s=` and `metadata=` for one call. `metadata` here is
     sent with every call. Each call carries a fresh ``x-request-id`` (as labkit's HTTP clients
     send X-Request-Id), so the server's faults repeat with the seed.
     """
 
     def __init__(self, target, *, timeout_s: float = 2.0, metadata=None):
-        target = getattr(target, "target", target)
+        if not isinstance(target, Service):
+            target = getattr(target, "target", target)
         self.target, self._port = _check_target("target", target)
-        self.timeout_s = validate.number("timeout_s", timeout_s, 0, 300, lo_open=True,
-                                         unit=" seconds")
+        self.timeout_s = _timeout(timeout_s)
         self.metadata = _metadata("metadata", metadata)
         self.client_id = f"labkit-{seeding.stream('client').getrandbits(48):012x}"
         self._calls = itertools.count(1)
@@ -329,8 +359,7 @@ class ShopClient:
             self._channel = aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
             self._stub = self._pb.ShopStub(self._channel)
             self._unregister = runtime.on_shutdown(self.close, loop=asyncio.get_running_loop())
-        timeout = self.timeout_s if timeout_s is None else validate.number(
-            "timeout_s", timeout_s, 0, 300, lo_open=True, unit=" seconds")
+        timeout = self.timeout_s if timeout_s is None else _timeout(timeout_s)
         extra = _metadata("metadata", metadata)
         md = self.metadata + extra
         if not any(k == REQUEST_ID_KEY for k, _ in md):
@@ -352,12 +381,12 @@ class ShopClient:
         except aio.AioRpcError as err:
             raise self._error(err) from None
 
-    async def _stream(self, call):
+    async def _stream(self, call, bad: list | None = None):
         try:
             async for message in call:
                 yield to_dict(message)
         except aio.AioRpcError as err:
-            raise self._error(err) from None
+            raise (bad[0] if bad else self._error(err)) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self._channel is not None or (task is not None and task.cancelling()):
@@ -366,28 +395,36 @@ class ShopClient:
             raise GrpcServiceShutDown(f"gRPC stream from {self.target}") from None
         finally:
             call.cancel()                     # a consumer that stops early ends the stream
+        if bad:
+            raise bad[0]                      # a bad change ended the requests: say which
 
     async def get_user(self, user_id: int, *, timeout_s=None, metadata=None) -> dict:
-        return await self._unary("GetUser", self._pb.GetUserRequest(id=user_id), timeout_s, metadata)
+        request = self._pb.GetUserRequest(id=validate.integer("user_id", user_id, 1, _INT64))
+        return await self._unary("GetUser", request, timeout_s, metadata)
 
     async def create_user(self, name: str, email: str, *, timeout_s=None, metadata=None) -> dict:
-        return await self._unary("CreateUser", self._pb.CreateUserRequest(name=name, email=email),
-                                 timeout_s, metadata)
+        request = self._pb.CreateUserRequest(name=validate.text("name", name),
+                                             email=validate.text("email", email))
+        return await self._unary("CreateUser", request, timeout_s, metadata)
 
     async def list_users(self, *, timeout_s=None, metadata=None) -> list[dict]:
         reply = await self._unary("ListUsers", self._pb.ListUsersRequest(), timeout_s, metadata)
         return reply["users"]
 
     async def get_item(self, sku: str, *, timeout_s=None, metadata=None) -> dict:
-        return await self._unary("GetItem", self._pb.GetItemRequest(sku=sku), timeout_s, metadata)
+        request = self._pb.GetItemRequest(sku=validate.text("sku", sku))
+        return await self._unary("GetItem", request, timeout_s, metadata)
 
     async def place_order(self, user_id: int, sku: str, quantity: int, *, timeout_s=None,
                           metadata=None) -> dict:
-        request = self._pb.PlaceOrderRequest(user_id=user_id, sku=sku, quantity=quantity)
+        request = self._pb.PlaceOrderRequest(
+            user_id=validate.integer("user_id", user_id, 1, _INT64),
+            sku=validate.text("sku", sku), quantity=validate.integer("quantity", quantity, 1, _INT32))
         return await self._unary("PlaceOrder", request, timeout_s, metadata)
 
     def watch_order(self, order_id: int, *, interval_ms: int = 0, timeout_s=None, metadata=None):
         """Async iterator of the order's status updates (dicts), ending at "delivered"."""
+        validate.integer("order_id", order_id, 1, _INT64)
         validate.integer("interval_ms", interval_ms, 0, 60_000, unit=" ms")
         kw = self._prepare(timeout_s, metadata)
         request = self._pb.WatchOrderRequest(order_id=order_id, interval_ms=interval_ms)
@@ -395,20 +432,28 @@ class ShopClient:
 
     def update_stock(self, changes, *, timeout_s=None, metadata=None):
         """Send `changes` ((sku, delta) pairs, an iterable or async iterable) on one
-        bidirectional stream; async iterator of the items' new stock (dicts), one per change."""
-        if not hasattr(changes, "__aiter__") and not hasattr(changes, "__iter__"):
+        bidirectional stream; async iterator of the items' new stock (dicts), one per change.
+        A bad change (a list's at once, a generator's when reached) raises ValueError."""
+        if isinstance(changes, (str, bytes)) or (
+                not hasattr(changes, "__aiter__") and not hasattr(changes, "__iter__")):
             raise ValueError(f"changes must be an iterable of (sku, delta) pairs, got {changes!r}")
+        if isinstance(changes, (list, tuple)):
+            for i, change in enumerate(changes):
+                _change(f"changes[{i}]", change)
         kw = self._prepare(timeout_s, metadata)
-        make = self._pb.StockChange
+        make, bad = self._pb.StockChange, []
 
         async def requests():
-            if hasattr(changes, "__aiter__"):
-                async for sku, delta in changes:
-                    yield make(sku=sku, delta=delta)
-            else:
-                for sku, delta in changes:
-                    yield make(sku=sku, delta=delta)
-        return self._stream(self._stub.UpdateStock(requests(), **kw))
+            try:
+                if hasattr(changes, "__aiter__"):
+                    async for change in changes:
+                        yield make(**_change("change", change))
+                else:
+                    for change in changes:
+                        yield make(**_change("change", change))
+            except ValueError as err:
+                bad.append(err)                # ends the requests; the reader raises it
+        return self._stream(self._stub.UpdateStock(requests(), **kw), bad)
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import weakref
 
 from aiohttp import web
 
@@ -68,10 +69,12 @@ class PushService:
 
     `history` bounds the events kept for resuming (and how far a client may lag);
     `heartbeat_s` is the WebSocket ping interval and SSE comment interval; `seed` drives
-    the faults and drops.
+    the faults and drops. `unsupported_knobs`: fault knobs a connection never feels
+    (labkit.panel hides them).
     """
 
     name = "push"
+    unsupported_knobs = frozenset({"slow_body_ms", "reset_rate"})
 
     def __init__(self, *, seed: int | None = None, history: int = 1000, heartbeat_s: float = 5.0,
                  max_clients: int = 1000):
@@ -383,7 +386,31 @@ async def start_push_service(*, seed: int | None = None, history: int = 1000,
                              heartbeat_s: float = 5.0, max_clients: int = 1000) -> PushService:
     """Start the order-status event stream on 127.0.0.1 (a port the OS picks); chapter 03.
 
-    Use top-level ``await`` in a notebook; `labkit.shutdown()` stops it.
+    Use top-level ``await`` in a notebook; `labkit.shutdown()` stops it. Called again in the
+    same loop (a re-run cell) it returns the running service, so re-runs do not pile up
+    servers; with different arguments it raises ValueError: stop the running one first.
+    A lab that needs a private service of its own uses ``await PushService(...).start()``.
     """
-    return await PushService(seed=seed, history=history, heartbeat_s=heartbeat_s,
-                             max_clients=max_clients).start()
+    svc = PushService(seed=seed, history=history, heartbeat_s=heartbeat_s,
+                      max_clients=max_clients)
+    loop = asyncio.get_running_loop()
+    for running in list(_started):
+        if running.loop is loop and running.running:
+            if _settings(running) != _settings(svc):
+                diff = ", ".join(f"{k}={v!r}" for k, v in _settings(running).items()
+                                 if _settings(svc)[k] != v)
+                raise ValueError(f"a push service is already running in this loop with {diff}; "
+                                 f"`await svc.stop()` first to start one with other arguments")
+            return running
+    await svc.start()
+    _started.add(svc)
+    return svc
+
+
+# Services start_push_service started (a PushService(...).start() of a lab stays private).
+_started: "weakref.WeakSet[PushService]" = weakref.WeakSet()
+
+
+def _settings(svc: PushService) -> dict:
+    return {"seed": svc.seed, "history": svc.history.maxlen, "heartbeat_s": svc.heartbeat_s,
+            "max_clients": svc.max_clients}

@@ -297,7 +297,8 @@ class sse_events:
 
     `last_event_id` is sent as the Last-Event-ID header (resume after it); `timeout_s` bounds
     the connect and any silence (the server's heartbeat comments reset it). Iteration ends
-    when the server ends the stream; a refusal raises (410: `ResumeTooOld`).
+    when the server ends the stream; a refusal raises (410: `ResumeTooOld`), and so does a
+    server that cannot be reached (`PushClosed`, as `ResumingWebSocket` raises).
     """
 
     def __init__(self, url: str, *, last_event_id: str | int | None = None,
@@ -339,7 +340,15 @@ class sse_events:
             headers["Last-Event-ID"] = self.last_event_id
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout_s,
                                         sock_read=self.timeout_s)
-        resp = await self._session.get(self.url, headers=headers, timeout=timeout)
+        try:
+            resp = await self._session.get(self.url, headers=headers, timeout=timeout)
+        except (aiohttp.ClientConnectorError, aiohttp.ClientOSError) as err:
+            await self._session.close()
+            if runtime.was_stopped(urlsplit(self.url).port):
+                raise PushClosed(f"{self.url}: the push service was stopped; start it again "
+                                 "and open a new stream") from None
+            raise PushClosed(f"{self.url}: cannot connect ({type(err).__name__}: {err}); is "
+                             "the push service running?") from None
         if resp.status != 200:
             body = (await resp.text())[:300]
             resp.release()

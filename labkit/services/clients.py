@@ -88,6 +88,17 @@ class _Client:
     def _stopped(self) -> bool:
         return runtime.was_stopped(self._port)
 
+    def _call_timeout_s(self, kwargs: dict) -> float | None:
+        """This call's `timeout_s=` (seconds), popped from `kwargs` and checked; None if absent.
+
+        The connect limit of the call is the smaller of it and `connect_timeout_s`."""
+        if "timeout_s" not in kwargs:
+            return None
+        if "timeout" in kwargs:
+            raise ValueError("give either timeout_s (seconds) or timeout, not both")
+        return validate.number("timeout_s", kwargs.pop("timeout_s"), 0, 300, lo_open=True,
+                               unit=" seconds")
+
 
 def _loop_thread_would_block() -> bool:
     """True when this thread runs the loop that serves labkit's services."""
@@ -99,7 +110,9 @@ def _loop_thread_would_block() -> bool:
 
 
 class SyncClient(_Client):
-    """A blocking JSON client on `requests.Session`; see the module docstring."""
+    """A blocking JSON client on `requests.Session`; see the module docstring.
+
+    Every call takes ``timeout_s=`` (seconds; requests' read timeout) for that call alone."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 1.0,
                  headers: dict | None = None):
@@ -119,6 +132,9 @@ class SyncClient(_Client):
         if not self._registered:                 # labkit.shutdown() closes the session
             self._registered = True
             runtime.on_shutdown(self.close)
+        call_s = self._call_timeout_s(kwargs)
+        if call_s is not None:
+            kwargs["timeout"] = (min(self.connect_timeout_s, call_s), call_s)
         kwargs.setdefault("timeout", self.timeout)
         url = f"{self.base_url}/{path.lstrip('/')}"
         headers = self._headers(kwargs)
@@ -153,6 +169,8 @@ class AsyncClient(_Client):
 
     Use it as ``async with AsyncClient(url) as client: reply = await client.get("/users/1")``,
     or create it once and ``await client.close()`` (labkit.shutdown() closes it too).
+    Every call takes ``timeout_s=`` (seconds) for that call alone, e.g.
+    ``await client.get("/slow", timeout_s=0.5)``; past it aiohttp raises asyncio.TimeoutError.
     """
 
     def __init__(self, base_url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 1.0,
@@ -171,6 +189,10 @@ class AsyncClient(_Client):
     async def request(self, method: str, path: str, **kwargs) -> Reply:
         if self._session is None or self._session.closed:
             self._session = runtime.session(timeout=self.timeout, headers=self.headers)
+        call_s = self._call_timeout_s(kwargs)
+        if call_s is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(
+                total=call_s, connect=min(self.connect_timeout_s, call_s))
         url = f"{self.base_url}/{path.lstrip('/')}"
         headers = self._headers(kwargs)
         try:

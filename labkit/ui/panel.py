@@ -2,7 +2,8 @@
 
 Defined in chapter 1. Only the knobs that apply are shown: jitter for a "uniform" latency
 shape, the p99 for a "long_tail", the share of delayed requests once there is a delay, the
-error status once there are errors, Retry-After for a 429/503. Two columns (latency, failures),
+error status once there are errors, Retry-After for a 429/503, and never a knob the target
+declares it ignores (its `unsupported_knobs`, e.g. `slow_body_ms` on a gRPC service). Two columns (latency, failures),
 about 500 px wide, so the panel fits beside a chart. Works in a browser and headless: tests set
 a control's ``.value`` and read ``panel.faults``. Slider labels are in milliseconds; the
 library works in seconds.
@@ -30,8 +31,11 @@ LATENCY_KNOBS = ("latency_dist", "latency_ms", "jitter_ms", "latency_p99_ms", "l
 FAILURE_KNOBS = ("error_rate", "error_status", "retry_after_s", "reset_rate", "outage")
 
 
-def applies(knob: str, values: dict) -> bool:
-    """Whether `knob` changes anything, given the other knobs' `values` (what the panel shows)."""
+def applies(knob: str, values: dict, unsupported=frozenset()) -> bool:
+    """Whether `knob` changes anything, given the other knobs' `values` (what the panel shows)
+    and the knobs the target ignores (`unsupported`, its `unsupported_knobs`)."""
+    if knob in unsupported:
+        return False
     dist = values["latency_dist"]
     if knob == "jitter_ms":
         return dist == "uniform"
@@ -84,8 +88,9 @@ class FaultPanel:
     does instead of a mouse; ``panel.visible()`` lists the knobs shown.
     """
 
-    def __init__(self, faults: FaultModel, *, name: str):
+    def __init__(self, faults: FaultModel, *, name: str, unsupported=frozenset()):
         self.faults = faults
+        self.unsupported = frozenset(unsupported)      # knobs the target ignores: never shown
         self.closed = False
         self.controls = _controls()
         self.controls["latency_ms"].add_class("labkit-latency")
@@ -150,7 +155,8 @@ class FaultPanel:
                 if hasattr(control, "max") and value > control.max:
                     control.max = value
                 control.value = int(value) if isinstance(control, W.IntSlider) else value
-                control.layout.display = None if applies(knob, values) else "none"
+                control.layout.display = None if applies(knob, values, self.unsupported) \
+                    else "none"
         finally:
             self._syncing = False
         self.controls["latency_ms"].description = (
@@ -168,15 +174,29 @@ _panels: "weakref.WeakValueDictionary[int, FaultPanel]" = weakref.WeakValueDicti
 def panel(target, *, title: str | None = None) -> FaultPanel:
     """A fault control panel for a service (or a bare `FaultModel`).
 
-    A new panel for the same model (re-running the cell) closes the previous one."""
+    A new panel for the same model (re-running the cell) closes the previous one. Knobs in
+    the target's `unsupported_knobs` (a set of knob names) are hidden."""
     faults = target if isinstance(target, FaultModel) else getattr(target, "faults", None)
     if not isinstance(faults, FaultModel):
         raise ValueError(f"target must be a labkit service (await labkit.start_service(...)) "
                          f"or a FaultModel, got {target!r}")
     validate.text("title", title, optional=True)
+    unsupported = getattr(target, "unsupported_knobs", None) or frozenset()
+    if isinstance(unsupported, str) or not all(
+            k in LATENCY_KNOBS + FAILURE_KNOBS for k in _iter(unsupported)):
+        raise ValueError(f"target.unsupported_knobs must be a set of knob names from "
+                         f"{LATENCY_KNOBS + FAILURE_KNOBS}, got {unsupported!r}")
     previous = _panels.get(id(faults))
     if previous is not None and previous.faults is faults:
         previous.close()
-    p = FaultPanel(faults, name=title or getattr(target, "name", "service"))
+    p = FaultPanel(faults, name=title or getattr(target, "name", "service"),
+                   unsupported=unsupported)
     _panels[id(faults)] = p
     return p
+
+
+def _iter(value) -> list:
+    try:
+        return list(value)
+    except TypeError:
+        return [None]                       # not iterable: refused by the caller's check

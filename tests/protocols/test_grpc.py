@@ -71,13 +71,15 @@ def test_round_trips_unary_stream_and_bidi(run):
     (lambda c: c.get_user(7), "NOT_FOUND", ErrorKind.NOT_FOUND),
     (lambda c: c.create_user("", "z@x"), "INVALID_ARGUMENT", ErrorKind.VALIDATION),
     (lambda c: c.create_user("Ada again", "a@x"), "ALREADY_EXISTS", ErrorKind.CONFLICT),
-    (lambda c: c.place_order(1, "none", 1), "FAILED_PRECONDITION", ErrorKind.VALIDATION),
+    (lambda c: c.place_order(1, "none", 1), "NOT_FOUND", ErrorKind.NOT_FOUND),   # unknown sku
+    (lambda c: c.place_order(1, "empty", 1), "FAILED_PRECONDITION", ErrorKind.VALIDATION),
 ])
 def test_service_errors_arrive_as_the_taxonomy(run, call, code, kind):
     async def main():
         svc = await start_grpc_service("users")
         c = ShopClient(svc.target)
         await c.create_user("Ada", "a@x")
+        await _drain(c.update_stock([("empty", 0)]))          # known, none in stock
         with pytest.raises(GrpcError) as err:
             await call(c)
         assert (err.value.code, err.value.kind) == (code, kind)
@@ -271,3 +273,93 @@ def test_bad_call_arguments_name_the_argument(run):
             c.update_stock(5)
         await labkit.shutdown()
     run(main())
+
+
+def test_an_unknown_sku_is_not_found_with_a_downstream_inventory_too(run):
+    async def main():
+        try:
+            inventory = await start_grpc_service("inventory")
+            shop = await start_grpc_service("users", downstream=inventory.target)
+            with pytest.raises(GrpcError) as err:
+                await ShopClient(shop).place_order(1, "unicorn", 1)
+            assert err.value.code == "NOT_FOUND" and "no item 'unicorn'" in err.value.details
+        finally:
+            await labkit.shutdown()               # a failed assert must not leave a server
+    run(main())
+
+
+@pytest.mark.parametrize("call,arg", [
+    (lambda c: c.get_user("1"), "user_id"), (lambda c: c.get_user(1.5), "user_id"),
+    (lambda c: c.get_user(True), "user_id"), (lambda c: c.get_user(None), "user_id"),
+    (lambda c: c.get_user(0), "user_id"), (lambda c: c.get_user(2**63), "user_id"),
+    (lambda c: c.create_user(None, "a@x"), "name"), (lambda c: c.create_user("A", 5), "email"),
+    (lambda c: c.get_item(7), "sku"), (lambda c: c.place_order("1", "fig", 1), "user_id"),
+    (lambda c: c.place_order(1, None, 1), "sku"), (lambda c: c.place_order(1, "fig", 0), "quantity"),
+    (lambda c: c.place_order(1, "fig", 2.0), "quantity"),
+    (lambda c: c.place_order(1, "fig", 2**31), "quantity"),
+    (lambda c: c.get_user(1, timeout_s=1e-5), r"timeout_s.*\[0.001, 300\].*1 ms"),
+])
+def test_every_call_argument_is_checked_and_named(run, call, arg):
+    async def main():
+        c = ShopClient("127.0.0.1:1")             # refused before any network traffic
+        with pytest.raises(ValueError, match=arg):
+            await call(c)
+        await c.close()
+    run(main())
+
+
+def test_stream_arguments_are_checked_and_named(run):
+    async def main():
+        try:
+            await _check_stream_arguments(await start_grpc_service("users"))
+        finally:
+            await labkit.shutdown()
+    run(main())
+
+
+async def _check_stream_arguments(svc):
+    c = ShopClient(svc)
+    with pytest.raises(ValueError, match="order_id"):
+        c.watch_order(None)
+    with pytest.raises(ValueError, match="changes"):
+        c.update_stock("ab")
+    with pytest.raises(ValueError, match=r"changes\[1\] must be a \(sku, delta\) pair"):
+        c.update_stock([("fig", 1), ("fig",)])
+    with pytest.raises(ValueError, match=r"changes\[0\] delta"):
+        c.update_stock([("fig", "3")])
+    assert svc.counts == {}                   # nothing was sent
+
+    def changes():                            # a generator: checked as it is read
+        yield "fig", 2
+        yield "pear", None
+    seen = []
+    with pytest.raises(ValueError, match="delta.*None"):
+        async for item in c.update_stock(changes()):
+            seen.append(item)
+    assert seen == [{"sku": "fig", "stock": 2}] and await c.get_item("fig") == seen[0]
+    with pytest.raises(GrpcError, match="NOT_FOUND"):
+        await c.get_item("pear")              # the bad change was never sent
+
+
+def test_a_url_or_a_rest_service_as_target_is_refused_clearly(run):
+    with pytest.raises(ValueError, match=r"no scheme: pass the gRPC service or its \.target"):
+        ShopClient("http://127.0.0.1:5000")
+
+    async def main():
+        users = await labkit.start_service("users")
+        with pytest.raises(ValueError, match="that is a REST service .start_grpc_service"):
+            ShopClient(users)
+        await labkit.shutdown()
+    run(main())
+
+
+def test_timeout_s_has_a_documented_lower_bound():
+    from labkit.protocols.grpc_service import MIN_TIMEOUT_S
+    assert MIN_TIMEOUT_S == 0.001
+    assert ShopClient("127.0.0.1:1", timeout_s=MIN_TIMEOUT_S).timeout_s == MIN_TIMEOUT_S
+    with pytest.raises(ValueError, match=r"timeout_s .*got 0.0009.*does not enforce"):
+        ShopClient("127.0.0.1:1", timeout_s=0.0009)
+
+
+def test_the_service_declares_the_knobs_grpc_ignores():
+    assert GrpcService.unsupported_knobs == {"slow_body_ms"}

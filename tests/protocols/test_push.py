@@ -390,3 +390,43 @@ def test_max_clients_bounds_connections(run):
         return second
     status, body = run(main())
     assert status == 503 and "max_clients=1" in body["error"]
+
+
+def test_starting_again_returns_the_running_service_or_says_to_stop_it(run):
+    async def main():
+        try:
+            await _check_restarts()
+        finally:
+            await labkit.shutdown()
+    run(main())
+
+
+async def _check_restarts():
+    private = await PushService(seed=1, history=50).start()            # a lab's own: not shared
+    svc = await start_push_service(seed=1, history=50)
+    assert svc is not private and svc.port != private.port
+    assert await start_push_service(seed=1, history=50) is svc          # a re-run cell
+    with pytest.raises(ValueError, match=r"already running .*history=50.*svc.stop\(\)"):
+        await start_push_service(seed=1, history=60)
+    with pytest.raises(ValueError, match="heartbeat_s=5"):
+        await start_push_service(seed=1, history=50, heartbeat_s=1)
+    assert [s for s in labkit._core.runtime.running_services()
+            if isinstance(s, PushService)] == [private, svc]
+    await svc.stop()
+    other = await start_push_service(seed=1, history=60)               # stopped: a new one
+    assert other is not svc and other.history.maxlen == 60 and other.running
+
+
+def test_sse_to_a_stopped_service_raises_push_closed(run):
+    async def main():
+        svc = await start_push_service(seed=1)
+        url = svc.url
+        await svc.stop()
+        async with sse_events(url + "/sse", timeout_s=5) as stream:
+            with pytest.raises(PushClosed, match="push service was stopped"):
+                await stream.__anext__()
+    run(main())
+
+
+def test_push_service_declares_the_knobs_it_ignores():
+    assert PushService.unsupported_knobs == {"slow_body_ms", "reset_rate"}

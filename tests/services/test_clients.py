@@ -76,3 +76,29 @@ def test_require_explains_how_to_fix_a_mismatch():
         labkit.require("0.9")
     with pytest.raises(labkit.VersionMismatch, match="restart"):
         labkit.require("0.0")
+
+
+def test_a_call_takes_its_own_timeout_s(run):
+    async def main():
+        users = await labkit.start_service("users")
+        users.faults.latency_ms = 2000
+        async with labkit.AsyncClient(users.url, timeout_s=30) as client:
+            with pytest.raises(asyncio.TimeoutError):
+                await client.get("/health", timeout_s=0.3)
+            users.faults.latency_ms = 0
+            assert (await client.get("/health", timeout_s=5)).ok
+            for bad in (0, -1, "0.5", None):
+                with pytest.raises(ValueError, match="timeout_s must be a finite number"):
+                    await client.get("/health", timeout_s=bad)
+            with pytest.raises(ValueError, match="either timeout_s"):
+                await client.get("/health", timeout_s=1, timeout=None)
+        sync = labkit.SyncClient(users.url, timeout_s=30)
+        users.faults.latency_ms = 2000
+        import requests
+        with pytest.raises(requests.exceptions.Timeout):
+            await asyncio.to_thread(sync.get, "/health", timeout_s=0.3)
+        with pytest.raises(ValueError, match="timeout_s must be a finite number"):
+            await asyncio.to_thread(sync.get, "/health", timeout_s=0)
+        sync.close()
+        await labkit.shutdown()
+    run(main())

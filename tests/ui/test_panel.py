@@ -91,3 +91,25 @@ def test_compact_layout_and_the_browser_contract():
 def test_panel_rejects_bad_arguments(target, kwargs, message):
     with pytest.raises(ValueError, match=message):
         panel(target, **kwargs)
+
+
+def test_knobs_a_target_does_not_support_are_never_shown():
+    from labkit.protocols.grpc_service import GrpcService
+    from labkit.ui.panel import applies
+    p = panel(GrpcService("users"))
+    assert _shown(p) == ALWAYS - {"slow_body_ms"}
+    p.controls["error_rate"].value = 0.2                    # other knobs still follow the rules
+    assert _shown(p) == ALWAYS - {"slow_body_ms"} | {"error_status"}
+    p.faults.set(slow_body_ms=100)                          # even when set from code
+    assert "slow_body_ms" not in p.visible()
+    assert not applies("slow_body_ms", p.faults.summary(), {"slow_body_ms"})
+    assert applies("slow_body_ms", p.faults.summary())
+    plain = types.SimpleNamespace(name="x", faults=FaultModel())   # no declaration: all shown
+    assert _shown(panel(plain)) == ALWAYS
+
+
+@pytest.mark.parametrize("unsupported", ["slow_body_ms", {"warp_ms"}, 5])
+def test_bad_unsupported_knobs_are_refused(unsupported):
+    target = types.SimpleNamespace(faults=FaultModel(), unsupported_knobs=unsupported)
+    with pytest.raises(ValueError, match="unsupported_knobs must be a set of knob names"):
+        panel(target)
