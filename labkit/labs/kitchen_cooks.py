@@ -133,16 +133,16 @@ class Cooks:
     async def _supervise(self) -> None:
         dlq = None
         try:
-            while True:
+            while self.running:          # (3.11's wait_for can swallow a cancel: not used here)
                 await self._reconcile()
                 if not self.embedded:
                     dlq = dlq or await self._watch_dead_letters()
                     q = await self._status_channel.get_queue(self.queue_name)
                     self._ready = (await q.status())["ready"]
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 0.1)
-                except asyncio.TimeoutError:
-                    pass
+                for _ in range(10):          # up to 0.1 s, or until a knob change wakes us
+                    if self._wake.is_set():
+                        break
+                    await asyncio.sleep(0.01)
                 self._wake.clear()
         finally:
             await self._close_slots(list(self._slots))

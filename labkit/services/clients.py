@@ -36,14 +36,29 @@ __all__ = ["AsyncClient", "Reply", "ServicesShutDown", "SyncClient", "count_hidd
 
 @dataclass(frozen=True)
 class Reply:
-    """What a call returns: status, headers and the already-read JSON body (or None)."""
+    """What a call returns: status, headers, the raw `body` bytes, and `data`: the body decoded
+    when it is JSON or MessagePack (chapter 04's content negotiation), else None."""
     status: int
     headers: dict
     data: object
+    body: bytes = b""
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+def _decoded(content_type: str, body: bytes):
+    """The body as Python data for a JSON or MessagePack reply; None for other types, an empty
+    body, or bytes that do not decode (the raw bytes stay in `Reply.body`)."""
+    from labkit.services import negotiation
+    media = (content_type or "").split(";")[0].strip().lower()
+    if not body or media not in (negotiation.JSON, negotiation.MSGPACK, negotiation.X_MSGPACK):
+        return None
+    try:
+        return negotiation.decode(media, body)
+    except ValueError:                        # DecodeError: a body that lies about its type
+        return None
 
 
 def _check_base_url(base_url) -> tuple[str, int | None]:
@@ -144,8 +159,9 @@ class SyncClient(_Client):
             if self._stopped():
                 raise ServicesShutDown(self.base_url) from None
             raise
-        data = resp.json() if resp.content and "json" in resp.headers.get("Content-Type", "") else None
-        return Reply(resp.status_code, dict(resp.headers), data)
+        body = resp.content
+        return Reply(resp.status_code, dict(resp.headers),
+                     _decoded(resp.headers.get("Content-Type", ""), body), body)
 
     def get(self, path: str, **kwargs) -> Reply:
         return self.request("GET", path, **kwargs)
@@ -198,8 +214,9 @@ class AsyncClient(_Client):
         try:
             async with self._session.request(method, url, headers=headers, **kwargs) as resp:
                 # Read while the response is open: after `async with` the connection is released.
-                data = await resp.json() if resp.content_type == "application/json" else None
-                return Reply(resp.status, dict(resp.headers), data)
+                body = await resp.read()
+                return Reply(resp.status, dict(resp.headers), _decoded(resp.content_type, body),
+                             body)
         except aiohttp.ClientConnectorError:
             if self._stopped():
                 raise ServicesShutDown(self.base_url) from None

@@ -102,3 +102,28 @@ def test_a_call_takes_its_own_timeout_s(run):
         sync.close()
         await labkit.shutdown()
     run(main())
+
+
+def test_a_messagepack_reply_is_decoded_and_its_bytes_kept(run):
+    """Chapter 04's content negotiation: a reply in MessagePack reaches `data` like JSON does
+    (before, `data` was None for anything but JSON, with no way to get the bytes)."""
+    import msgpack
+
+    async def main():
+        users = await labkit.start_service("users")
+        client = labkit.AsyncClient(users.url, timeout_s=2)
+        created = await client.post("/users", json={"name": "Ada", "email": "ada@example.com"})
+        uid = created.data["id"]
+        packed = await client.get(f"/users/{uid}", headers={"Accept": "application/msgpack"})
+        plain = await client.get(f"/users/{uid}")
+        sync = labkit.SyncClient(users.url, timeout_s=2)
+        from_thread = await asyncio.to_thread(sync.get, f"/users/{uid}",
+                                              headers={"Accept": "application/msgpack"})
+        await labkit.shutdown()
+        return packed, plain, from_thread
+
+    packed, plain, from_thread = run(main())
+    assert packed.headers["Content-Type"].startswith("application/msgpack")
+    assert packed.data == plain.data == from_thread.data
+    assert packed.data["name"] == "Ada" and msgpack.unpackb(packed.body) == packed.data
+    assert plain.body.startswith(b"{")
