@@ -4,7 +4,6 @@ skeleton gets the standard message, a blocking answer is stopped, and the learne
 plugs into ResumingWebSocket."""
 import asyncio
 import copy
-import inspect
 
 import pytest
 
@@ -14,6 +13,7 @@ from labkit.checks import protocols_push as ex3
 from labkit.patterns.backoff import FullJitter
 from labkit.protocols.push import start_push_service
 from labkit.protocols.push_client import EventGap, ResumingWebSocket, follow_events
+from check_corpus import corpus_tests
 from test_checks_sync import _define
 from wrong_answers import BLOCKING, RIGHT, WHY, WRONG
 
@@ -56,30 +56,6 @@ def test_inputs_vary_from_run_to_run(run):
     first, seen[:] = list(seen), []
     assert run(evaluate(ID, spy)).passed
     assert first != seen and len(first) == len(seen) >= 6
-
-
-@pytest.mark.parametrize("ex_id, what, source", WRONG3, ids=[w for _, w, _ in WRONG3])
-def test_wrong_answer_is_rejected_for_its_reason(run, ex_id, what, source):
-    for _ in range(2):
-        result = run(evaluate(ex_id, _define(source, ex_id)))
-        assert not result.passed, what
-        assert WHY[what] in result.message, result.message
-        assert result.hint and "the check gave up" not in result.message
-
-
-@pytest.mark.parametrize("ex_id, what, source", RIGHT3, ids=[w for _, w, _ in RIGHT3])
-def test_unusual_right_answer_passes(run, ex_id, what, source):
-    for _ in range(2):
-        result = run(evaluate(ex_id, _define(source, ex_id)))
-        assert result.passed, result.message
-
-
-def test_untouched_skeleton_gets_the_standard_message(run):
-    skeleton = _define(SKELETON, ID)
-    assert inspect.signature(skeleton) == inspect.signature(follow_events)
-    result = run(evaluate(ID, skeleton))
-    assert not result.passed and result.unanswered
-    assert "still raises NotImplementedError" in result.message
 
 
 def test_an_async_answer_is_told_to_be_a_plain_def(run):
@@ -163,3 +139,7 @@ def test_eventgap_arguments_are_checked_against_the_inputs_the_answer_saw(run):
         follow_events(events, last_id)
     assert f"expected EventGap({gap.value.last_id}, {gap.value.got})" in result.message
     assert f"raised EventGap({gap.value.got}, {gap.value.last_id})" in result.message
+
+
+(test_wrong_answer_is_rejected_for_its_reason, test_unusual_right_answer_passes,
+ test_untouched_skeleton_gets_the_standard_message) = corpus_tests((ID,), {ID: SKELETON}, runs=3)

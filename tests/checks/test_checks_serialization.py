@@ -2,7 +2,6 @@
 known-wrong answer is rejected for its own reason, unusual right answers pass, the untouched
 skeleton gets the standard message, and an answer that loops is stopped by the guard."""
 import copy
-import inspect
 import json
 import time
 
@@ -11,6 +10,7 @@ import pytest
 from labkit import checks
 from labkit.checks import evaluate
 from labkit.checks import serialization as ch4   # importing it registers chapter 4's exercises
+from check_corpus import corpus_tests
 from test_checks_sync import _define
 from wrong_answers import BLOCKING, RIGHT, WHY, WRONG
 
@@ -65,34 +65,6 @@ def test_reference_passes_three_runs_in_a_row(run, ex_id):
     for _ in range(3):
         result = run(evaluate(ex_id, checks.EXERCISES[ex_id].reference))
         assert result.passed, result.message
-
-
-@pytest.mark.parametrize("ex_id, what, source", WRONG4, ids=[w for _, w, _ in WRONG4])
-def test_wrong_answer_is_rejected_for_its_reason(run, ex_id, what, source):
-    for _ in range(3):            # with the inputs of three different runs
-        result = run(evaluate(ex_id, _define(source, ex_id)))
-        assert not result.passed, what
-        assert WHY[what] in result.message, result.message
-        assert result.hint
-        assert "the check gave up" not in result.message
-
-
-@pytest.mark.parametrize("ex_id, what, source", RIGHT4, ids=[w for _, w, _ in RIGHT4])
-def test_unusual_right_answer_passes(run, ex_id, what, source):
-    for _ in range(3):
-        result = run(evaluate(ex_id, _define(source, ex_id)))
-        assert result.passed, result.message
-
-
-@pytest.mark.parametrize("ex_id", SKELETONS)
-def test_untouched_skeleton_gets_the_standard_message(run, ex_id):
-    skeleton = _define(SKELETONS[ex_id], ex_id)
-    ref = checks.EXERCISES[ex_id].reference
-    assert inspect.signature(skeleton) == inspect.signature(ref)
-    assert not inspect.iscoroutinefunction(skeleton) and not inspect.iscoroutinefunction(ref)
-    result = run(evaluate(ex_id, skeleton))
-    assert not result.passed and result.unanswered
-    assert "still raises NotImplementedError" in result.message
 
 
 @pytest.mark.timeout(120)
@@ -300,3 +272,7 @@ def test_exercise_numbers_in_texts_follow_the_notebook():
                       "04.migration_path": "Exercise 2 · migration_path",
                       "04.choose_format": "Exercise 3 · choose_format"}
     assert ch4.choose_format is fmt.choose_format and ch4.KEYS is fmt.KEYS
+
+
+(test_wrong_answer_is_rejected_for_its_reason, test_unusual_right_answer_passes,
+ test_untouched_skeleton_gets_the_standard_message) = corpus_tests(MINE, SKELETONS, runs=3)
