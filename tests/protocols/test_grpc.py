@@ -117,7 +117,9 @@ def test_a_missed_deadline_is_deadline_exceeded_and_indefinite(run):
         assert err.value.code == "DEADLINE_EXCEEDED"
         assert err.value.kind is ErrorKind.TIMEOUT and not err.value.definite
         assert await until(lambda: len(svc.log) == 1)
-        assert svc.log[-1].fault == "deadline"        # the server abandoned the work
+        # the server abandoned the work: its own deadline check ("deadline"), or grpc cancelled
+        # the handler when the deadline passed ("cancelled") -- on a busy machine either is first
+        assert svc.log[-1].fault in ("deadline", "cancelled")
         await labkit.shutdown()
     run(main())
 
