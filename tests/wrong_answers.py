@@ -2304,3 +2304,18 @@ def migration_path(migrations, start, target):
     return best
 '''),
 ]
+
+
+# Chapters 06 on keep their answers in tests/corpus/chNN_<name>.py (one file per exercise group).
+def _merge_corpus():
+    import importlib
+    import pathlib
+    for path in sorted((pathlib.Path(__file__).parent / "corpus").glob("ch[0-9][0-9]_*.py")):
+        mod = importlib.import_module(f"corpus.{path.stem}")
+        WRONG.extend(mod.WRONG)
+        WHY.update(mod.WHY)
+        RIGHT.extend(mod.RIGHT)
+        BLOCKING.extend(getattr(mod, "BLOCKING", []))
+
+
+_merge_corpus()

@@ -356,6 +356,8 @@ def _load_chapters() -> None:
     from . import protocols  # noqa: F401  (registers chapter 3's exercises)
     from . import serialization  # noqa: F401  (registers chapter 4's exercises)
     from . import retries  # noqa: F401  (registers chapter 5's exercises)
+    from . import performance  # noqa: F401  (registers chapter 6's exercises)
+    from . import observability  # noqa: F401  (registers chapter 7's exercises)
 
 
 def _show(passed: bool, text: str) -> None:

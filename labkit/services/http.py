@@ -47,7 +47,7 @@ from aiohttp import web
 
 from labkit._core import runtime, seeding, validate
 from labkit.patterns.deadline import HEADER as DEADLINE_HEADER, decode_remaining_ms
-from labkit.services import idempotency, negotiation as neg, toxics
+from labkit.services import idempotency, layers, negotiation as neg, toxics
 from labkit.services.faults import FaultModel
 from labkit.services.toxics import Blackhole  # noqa: F401  (labkit.Blackhole)
 
@@ -191,7 +191,9 @@ class Service:
     def make_app(self, *, faults: bool = True) -> web.Application:
         """The aiohttp app; `faults=False` leaves out the fault layer, and with it deadlines
         and idempotency keys (used by benchmarks)."""
-        app = web.Application(middlewares=[self._fault_layer] if faults else [])
+        app = web.Application()
+        if faults:
+            app.middlewares.extend([*layers.outer_middlewares(self, app), self._fault_layer])
         p = self.spec.path
         app.router.add_get("/health", self._health)
         app.router.add_get(p, self._list)
