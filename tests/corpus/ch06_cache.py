@@ -1,0 +1,210 @@
+"""Chapter 06, caching: answers a learner writes for exercise 06.single_flight (see
+tests/wrong_answers.py for the format). The first WRONG entry is the one the notebook tests
+inject."""
+
+WRONG = [
+    ("06.single_flight", "no single-flight (check, then load)", '''
+async def single_flight(cache, inflight, key, load):
+    if key not in cache:
+        cache[key] = await load(key)
+    return cache[key]
+'''),
+    ("06.single_flight", "one lock held across the load (the tutorial's PrefetchCache)", '''
+lock = asyncio.Lock()
+
+async def single_flight(cache, inflight, key, load):
+    async with lock:
+        if key in cache:
+            return cache[key]
+        value = await load(key)
+        cache[key] = value
+        return value
+'''),
+    ("06.single_flight", "one in-flight task shared by all keys", '''
+pending = None
+
+async def single_flight(cache, inflight, key, load):
+    global pending
+    if key in cache:
+        return cache[key]
+    if pending is None:
+        pending = asyncio.ensure_future(load(key))
+    try:
+        value = await pending
+    finally:
+        pending = None
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "caches the exception for ever", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        if isinstance(cache[key], Exception):
+            raise cache[key]
+        return cache[key]
+    if key not in inflight:
+        inflight[key] = asyncio.ensure_future(load(key))
+    try:
+        cache[key] = await inflight[key]
+    except Exception as err:
+        cache[key] = err          # remember the failure, so we do not hammer the backend
+        raise
+    finally:
+        inflight.pop(key, None)
+    return cache[key]
+'''),
+    ("06.single_flight", "never removes the in-flight entry", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key not in inflight:
+        inflight[key] = asyncio.ensure_future(load(key))
+    value = await inflight[key]
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "removes the in-flight entry only on success", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key not in inflight:
+        inflight[key] = asyncio.ensure_future(load(key))
+    value = await inflight[key]
+    inflight.pop(key, None)
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "a future the waiters await, never completed on error", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key in inflight:
+        return await inflight[key]
+    fut = asyncio.get_running_loop().create_future()
+    inflight[key] = fut
+    value = await load(key)
+    cache[key] = value
+    fut.set_result(value)
+    del inflight[key]
+    return value
+'''),
+    ("06.single_flight", "truthiness test for a hit", '''
+async def single_flight(cache, inflight, key, load):
+    if cache.get(key):
+        return cache[key]
+    if key not in inflight:
+        task = asyncio.ensure_future(load(key))
+        inflight[key] = task
+        task.add_done_callback(lambda _: inflight.pop(key, None))
+    value = await asyncio.shield(inflight[key])
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "returns the task, not its value", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key not in inflight:
+        task = asyncio.ensure_future(load(key))
+        inflight[key] = task
+        task.add_done_callback(lambda _: inflight.pop(key, None))
+    return inflight[key]
+'''),
+]
+
+WHY = {
+    "no single-flight (check, then load)": "that is the thundering herd",
+    "one lock held across the load (the tutorial's PrefetchCache)":
+        "serialises every key behind every other",
+    "one in-flight task shared by all keys": "one in-flight load shared by all keys",
+    "caches the exception for ever": "caching the exception, for ever",
+    "never removes the in-flight entry": "never removing the in-flight entry",
+    "removes the in-flight entry only on success": "never removing the in-flight entry",
+    "a future the waiters await, never completed on error": "were still waiting",
+    "truthiness test for a hit": "a falsy value is still a cached value",
+    "returns the task, not its value": "instead of the value",
+}
+
+RIGHT = [
+    ("06.single_flight", "an asyncio.Lock per key, with the outcome shared", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key in inflight:                      # someone is loading: wait until they finish
+        lock, outcome = inflight[key]
+        async with lock:
+            pass
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+    lock, outcome = asyncio.Lock(), {}
+    inflight[key] = (lock, outcome)
+    async with lock:
+        try:
+            outcome["value"] = cache[key] = await load(key)
+        except Exception as err:
+            outcome["error"] = err
+            raise
+        finally:
+            del inflight[key]
+    return outcome["value"]
+'''),
+    ("06.single_flight", "an asyncio.Event per key", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key in inflight:
+        done, box = inflight[key]
+        await done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+    done, box = asyncio.Event(), {}
+    inflight[key] = (done, box)
+    try:
+        box["value"] = cache[key] = await load(key)
+        return box["value"]
+    except Exception as err:
+        box["error"] = err
+        raise
+    finally:
+        del inflight[key]
+        done.set()
+'''),
+    ("06.single_flight", "a future completed by the first caller, try/finally", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key in inflight:
+        return await inflight[key]
+    fut = asyncio.get_running_loop().create_future()
+    inflight[key] = fut
+    try:
+        value = await load(key)
+    except Exception as err:
+        fut.set_exception(err)
+        fut.exception()           # retrieved: no warning when nobody else waited
+        raise
+    else:
+        cache[key] = value
+        fut.set_result(value)
+        return value
+    finally:
+        del inflight[key]
+'''),
+    ("06.single_flight", "polls the in-flight dict with short sleeps", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key in inflight:
+        task = inflight[key]
+    else:
+        task = inflight[key] = asyncio.create_task(load(key))
+    while not task.done():
+        await asyncio.sleep(0.005)
+    inflight.pop(key, None)
+    value = task.result()
+    cache[key] = value
+    return value
+'''),
+]
