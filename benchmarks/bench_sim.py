@@ -8,8 +8,12 @@ Both models share labkit's pure pattern logic (CircuitBreaker, FullJitter) and t
 same seeded random streams, so with continuous random times they make the same decisions:
 the printed outcome counts double as a cross-check that the two models are the same model.
 
-Run:  .venv/bin/python benchmarks/bench_sim.py [--quick] [--repeat N]
-Prints rates and the ratio labkit/SimPy; no asserts.
+Then the chapter 06 figure: M/M/1 at utilisation 0.8 (mean response 5·S by theory), the
+simulated mean with its 95 % interval from 20 batch means, over enough customers for ±3 %
+(`labkit.sim.formulas.mm1_customers_needed`: about 384,000; 1,000,000 are simulated).
+
+Run:  .venv/bin/python benchmarks/bench_sim.py [--quick] [--repeat N] [--mm1-customers N]
+Prints rates and the ratio labkit/SimPy, then the M/M/1 figure; no asserts.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labkit import sim  # noqa: E402
 from labkit._core import seeding  # noqa: E402
+from labkit.labs import queueing  # noqa: E402
+from labkit.sim import formulas  # noqa: E402
 from labkit.patterns.backoff import FullJitter  # noqa: E402
 from labkit.patterns.breaker import CircuitBreaker  # noqa: E402
 from labkit.patterns.errors import BreakerOpen, ServiceError  # noqa: E402
@@ -158,10 +164,33 @@ def timed(fn, duration_s, repeat):
     return wall, cpu, out
 
 
+def mm1_figure(customers: int, rho: float = 0.8, seed: int = SEED) -> None:
+    """M/M/1 at `rho`: measured mean response against S/(1 - rho), with the batch-means CI."""
+    need = formulas.mm1_customers_needed(rho, rel_half_width=0.03)
+    iid = formulas.iid_customers_needed(rel_half_width=0.03)
+    t0, c0 = time.perf_counter(), time.process_time()
+    r = queueing.simulate("M/M/1", utilisation=rho, customers=customers, seed=seed)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    s = r.service_mean_s
+    print(f"M/M/1 at rho = {rho}: theory {r.formula_mean_s / s:.3f} S mean, "
+          f"{r.formula_p99_s / s:.2f} S p99; customers for +/-3 % at 95 %: {need:,} "
+          f"(independent samples would need {iid:,})")
+    print(f"  simulated {r.customers:,} customers (+{r.warmup_customers:,} warm-up) in "
+          f"{wall:.1f} s wall ({cpu:.1f} s CPU): mean {r.mean_s / s:.3f} S +/- {r.mean_half_width_s / s:.3f} "
+          f"(95 % CI, {r.batches} batch means; +/-{r.mean_half_width_s / r.mean_s:.1%}), "
+          f"error {r.rel_error:+.2%}, within +/-3 %: {abs(r.rel_error) <= 0.03}, "
+          f"theory inside the CI: {r.mean_within_ci}")
+    print(f"  p99 {r.p99_s / s:.2f} S +/- {r.p99_half_width_s / s:.2f} (theory "
+          f"{r.formula_p99_s / s:.2f}); waited {r.waited_share:.4f} +/- "
+          f"{r.waited_half_width:.4f} (theory {r.formula_waited_share:.4f})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10 virtual seconds instead of 100")
     ap.add_argument("--repeat", type=int, default=3, help="runs per engine; the best is kept")
+    ap.add_argument("--mm1-customers", type=int, default=None,
+                    help="customers for the M/M/1 figure (default 1,000,000; --quick 200,000)")
     args = ap.parse_args(argv)
     duration = 10.0 if args.quick else 100.0
     print(f"workload: Poisson {RATE:.0f}/s for {duration:.0f} s virtual, lognormal p50 10 ms / "
@@ -179,6 +208,7 @@ def main(argv=None):
     print(f"outcomes labkit: {s_lab}")
     print(f"outcomes SimPy : {s_spy}")
     print(f"same outcomes in both models: {s_lab == s_spy}")
+    mm1_figure(args.mm1_customers or (200_000 if args.quick else 1_000_000))
 
 
 if __name__ == "__main__":
