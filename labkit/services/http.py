@@ -8,7 +8,13 @@ usual REST routes, declared in one line as a `ServiceSpec`:
     GET    /{collection}/{id}     200  or 404
     PUT    /{collection}/{id}     200  replace; 400; 404; 409
     DELETE /{collection}/{id}     204  or 404
+    POST   /{collection}/batch-get 200  {"results": [record or null, ...]} for {"ids": [...]},
+                                  in request order (chapter 06); 400 for a bad body or more
+                                  than `BATCH_MAX_IDS` (100) ids
     GET    /health                200
+
+`Service.connections_accepted` counts the TCP connections the server accepted (chapter 06:
+a keep-alive session reuses one; a new session per request opens one per request).
 
 Every request passes the fault layer first, in this order:
 
@@ -53,6 +59,7 @@ from labkit.services.toxics import Blackhole  # noqa: F401  (labkit.Blackhole)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 DEFAULT_BACKLOG = 4096
+BATCH_MAX_IDS = 100          # ids one POST /{collection}/batch-get may ask for
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,7 @@ class Service:
         self._was_stopped = False
         self.port: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.connections_accepted = 0    # TCP connections accepted since created (chapter 06)
 
     @property
     def requests_seen(self) -> int:
@@ -198,6 +206,7 @@ class Service:
         app.router.add_get("/health", self._health)
         app.router.add_get(p, self._list)
         app.router.add_post(p, self._create)
+        app.router.add_post(p + "/batch-get", self._batch_get)
         app.router.add_get(p + "/{id}", self._get)
         app.router.add_put(p + "/{id}", self._put)
         app.router.add_delete(p + "/{id}", self._delete)
@@ -214,6 +223,7 @@ class Service:
         runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
                                handler_cancellation=True, shutdown_timeout=1.0)
         await runner.setup()
+        self._count_connections(runner.server)
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=self.backlog)
         try:
             await site.start()
@@ -225,6 +235,17 @@ class Service:
         self._was_stopped = False
         runtime.register_service(self)
         return self
+
+    def _count_connections(self, server) -> None:
+        """Count accepted connections: aiohttp's server calls its `connection_made(handler,
+        transport)` once per accepted TCP connection; we wrap it (an int, no per-connection
+        memory)."""
+        made = server.connection_made
+
+        def connection_made(handler, transport):
+            self.connections_accepted += 1
+            made(handler, transport)
+        server.connection_made = connection_made
 
     async def stop(self) -> None:
         """Stop listening (requests in flight get 1 s to finish); `labkit.shutdown()` calls it."""
@@ -238,7 +259,8 @@ class Service:
     def summary(self) -> dict:
         """Counts of all requests by outcome and status, plus the fault knobs."""
         return {"name": self.name, "url": self.url if self.running else None,
-                "requests": self.requests_seen, "outcomes": dict(self.counts),
+                "requests": self.requests_seen, "connections_accepted": self.connections_accepted,
+                "outcomes": dict(self.counts),
                 "statuses": {str(k): v for k, v in self.status_counts.items()},
                 "items": len(self.items), "faults": self.faults.summary(),
                 "idempotency": self.idempotency.summary()}
@@ -346,6 +368,29 @@ class Service:
     async def _get(self, request):
         key, missing = self._find(request)
         return missing or self.render(request, self.items[key])
+
+    async def _batch_get(self, request):
+        """POST {"ids": [...]}: the records in the order asked, null for an id not found; one
+        request, so one fault decision for the whole batch (chapter 06)."""
+        err = functools.partial(_error, 400, request=request)
+        ctype = request.headers.get("Content-Type")
+        try:
+            body = neg.decode(ctype, await request.read())
+        except neg.UnsupportedMediaType as e:
+            return neg.unsupported(request, e)
+        except neg.DecodeError as e:
+            return err(f"body is not valid {neg.format_name(ctype or '')}: {e.reason}")
+        if not isinstance(body, dict) or set(body) != {"ids"} or not isinstance(body["ids"], list):
+            return err('body must be an object with one field, "ids": a list of ids, '
+                       'e.g. {"ids": [1, 2, 3]}')
+        ids = body["ids"]
+        if len(ids) > BATCH_MAX_IDS:
+            return err(f"at most {BATCH_MAX_IDS} ids per batch-get, got {len(ids)}: "
+                       "split the batch")
+        bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool)]
+        if bad:
+            return err(f"ids must be integers, got {bad[0]!r}")
+        return self.render(request, {"results": [self.items.get(i) for i in ids]})
 
     async def _create(self, request):
         if not neg.acceptable(request.headers.get("Accept")):     # 406 before any change
