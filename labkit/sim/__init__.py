@@ -6,8 +6,9 @@ queueing models that run on it. Like `labkit.patterns`, nothing here imports `la
 """
 from labkit.sim.loop import SimDeadlock, SimTimeout, VirtualClockLoop, now, rng, run, run_async
 from labkit.sim.queueing import (Exponential, Fixed, LogNormal, Monitor, RequestRecord, SimService,
-                                 poisson_arrivals)
+                                 poisson_arrivals, poisson_customers)
 
 __all__ = ["SimDeadlock", "SimTimeout", "VirtualClockLoop", "run", "run_async", "now", "rng", "Fixed",
            "Exponential", "LogNormal", "RequestRecord", "SimService", "poisson_arrivals",
+           "poisson_customers",
            "Monitor"]
