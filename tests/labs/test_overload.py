@@ -1,0 +1,97 @@
+"""The overload lab: shapes that must hold (a limit keeps p99 bounded, no limit does not),
+determinism for a seed, and one short real-service burst."""
+import math
+
+import pytest
+
+from labkit.labs import overload
+
+
+@pytest.fixture(scope="module")
+def ramp():
+    return overload.ramp_lab(duration_s=20, seed=4)
+
+
+def test_without_a_limit_latency_grows_and_goodput_collapses(ramp):
+    run = ramp["runs"]["no_limit"]
+    p99 = run["p99_s"]
+    assert run["totals"]["shed"] == 0
+    assert p99[-1] > 5 * max(p99[:5])                   # grows past anything seen below capacity
+    assert p99[-1] > p99[-4] > p99[-8]                  # and keeps growing
+    assert run["goodput_per_s"][-1] == 0                # nothing answered within the SLO
+
+
+@pytest.mark.parametrize("mode", ["fixed", "aimd", "gradient"])
+def test_with_a_limit_p99_stays_bounded_and_goodput_near_capacity(ramp, mode):
+    run, cap = ramp["runs"][mode], ramp["capacity_per_s"]
+    free = ramp["runs"]["no_limit"]
+    assert max(run["p99_s"][-5:]) < 0.5 < free["p99_s"][-1]
+    assert run["totals"]["shed"] > 0
+    assert sum(run["goodput_per_s"][-5:]) > 0.8 * 5 * cap
+    assert run["totals"]["goodput"] > 1.5 * free["totals"]["goodput"]
+
+
+def test_every_mode_sees_the_same_arrivals(ramp):
+    offered = {m: r["offered_per_s"] for m, r in ramp["runs"].items()}
+    assert len({tuple(v) for v in offered.values()}) == 1
+
+
+def test_adaptive_limits_move(ramp):
+    for mode in ("aimd", "gradient"):
+        limits = ramp["runs"][mode]["limit"]
+        assert len(set(limits)) > 2 and all(1 <= x <= 200 for x in limits)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    a = overload.ramp_lab(duration_s=5, seed=1, modes=("aimd",))
+    b = overload.ramp_lab(duration_s=5, seed=1, modes=("aimd",))
+    c = overload.ramp_lab(duration_s=5, seed=2, modes=("aimd",))
+    assert a["runs"] == b["runs"]
+    assert a["runs"]["aimd"]["offered_per_s"] != c["runs"]["aimd"]["offered_per_s"]
+
+
+def test_throttle_cuts_backend_refusals_not_successes():
+    r = overload.throttle_lab(duration_s=20, start_x=4.0, end_x=4.0, seed=3)
+    plain, thr = r["runs"]["plain"], r["runs"]["throttled"]
+    assert plain["totals"]["offered"] == thr["totals"]["offered"]
+    assert plain["totals"]["throttled"] == 0 < thr["totals"]["throttled"]
+    assert thr["peak"]["refused_by_backend"] < 0.5 * plain["peak"]["refused_by_backend"]
+    assert thr["peak"]["sent"] < 0.7 * plain["peak"]["sent"]
+    assert thr["totals"]["ok"] > 0.9 * plain["totals"]["ok"]
+
+
+@pytest.mark.parametrize("kw, match", [({"workers": 0}, "workers"), ({"slo_s": 0}, "slo_s"),
+                                       ({"modes": ("none",)}, "mode must be")])
+def test_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        overload.ramp_lab(**kw)
+
+
+def test_p99_nearest_rank():
+    assert overload.p99(range(1, 101)) == 99
+    assert overload.p99([5]) == 5
+    assert math.isnan(overload.p99([]))
+
+
+def test_real_burst_sheds_and_keeps_accepted_latency_low(run):
+    """Generous shapes only (a busy 2-core machine): shedding answers some requests with 503 +
+    Retry-After, and the accepted ones wait less than without shedding."""
+    r = run(overload.burst_lab(burst_s=0.3), timeout_s=120)
+    plain, shed = r["runs"]["no shedding"], r["runs"]["shedding"]
+    assert plain["shed"] == 0 and plain["ok"] == plain["sent"]
+    assert shed["shed"] > 0 and shed["shed"] == shed["shed_counted"]
+    assert shed["retry_after"] == ["1"]
+    assert shed["p99_ms"] < plain["p99_ms"]
+
+
+def test_charts_draw(ramp):
+    from matplotlib.figure import Figure
+
+    assert isinstance(overload.ramp_chart(ramp), Figure)
+    t = overload.throttle_lab(duration_s=3)
+    assert isinstance(overload.throttle_chart(t), Figure)
+    fake = {"capacity_per_s": 1, "runs": {"no shedding": {"p99_ms": 5, "ok": 3, "shed": 0},
+                                          "shedding": {"p99_ms": 1, "ok": 2, "shed": 1}}}
+    assert isinstance(overload.burst_chart(fake), Figure)
+    with pytest.raises(ValueError, match="ramp_lab"):
+        overload.ramp_chart({})
