@@ -1,1 +1,216 @@
-"""(placeholder: filled in by chapter work)"""
+"""Chapter 06, exercise `hedge_delay` (notebooks/06_performance.ipynb): the hedge delay that
+spends a budget of extra requests, from a latency sample.
+
+A hedge is sent for every request still running after the delay, so a delay at the sample's
+(1 - budget_extra) quantile hedges about a share budget_extra of requests: budget 0.05 -> the
+p95. Percentile definitions differ on a small sample (numpy alone has 13), so the check
+accepts anything from the lowest to the highest of numpy's methods, widened by 0.5 %
+(`REL_TOL`), and builds its samples so that the mistakes it names fall outside that range: a
+sample of 20 to 200 distinct long-tailed latencies, shuffled, with budgets of 2 to 20 %, new
+every run.
+"""
+from __future__ import annotations
+
+import dis
+import inspect
+import math
+import numbers
+import types
+
+import numpy as np
+
+from . import Wrong, exercise, plain, raised, run_rng
+
+METHODS = ("inverted_cdf", "averaged_inverted_cdf", "closest_observation",
+           "interpolated_inverted_cdf", "hazen", "weibull", "linear", "median_unbiased",
+           "normal_unbiased", "lower", "higher", "midpoint", "nearest")
+REL_TOL = 0.005
+PAPER_MS = 10.0
+_HINT = ("Sort a copy (sorted(latencies_ms)) and take the value with a share budget_extra of "
+         "the sample above it: the (1 - budget_extra) quantile, e.g. "
+         "numpy.percentile(latencies_ms, 100 * (1 - budget_extra)).")
+
+
+def hedge_delay(latencies_ms, budget_extra):
+    """The hedge delay (ms) that hedges a share `budget_extra` of requests: the sample's
+    (1 - budget_extra) quantile, by linear interpolation (numpy's default)."""
+    xs = sorted(latencies_ms)
+    pos = (len(xs) - 1) * (1 - budget_extra)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _range(xs: np.ndarray, q: float) -> tuple[float, float]:
+    """The lowest and highest q-quantile (0..1) over numpy's definitions."""
+    vals = [float(np.quantile(xs, q, method=m)) for m in METHODS]
+    return min(vals), max(vals)
+
+
+def _inside(x: float, rng: tuple[float, float], rel: float = REL_TOL) -> bool:
+    lo, hi = rng
+    return lo * (1 - rel) - 1e-9 <= x <= hi * (1 + rel) + 1e-9
+
+
+def _index_range(xs: np.ndarray, rng) -> tuple[int, int]:
+    """Indices of the sorted sample's first and last element inside `rng` (widened)."""
+    idx = [i for i, x in enumerate(xs) if _inside(x, rng)]
+    return idx[0], idx[-1]
+
+
+class _Case:
+    def __init__(self, sample: list, budget: float):
+        self.sample, self.budget = sample, budget
+        self.xs = np.sort(np.array(sample))
+        self.n = len(sample)
+        self.right = _range(self.xs, 1 - budget)
+        self.low = _range(self.xs, budget)                       # budget used as percentile
+        self.frac = float(np.quantile(self.xs, (1 - budget) / 100))   # np.percentile(x, 0.95)
+        self.lo_i, self.hi_i = _index_range(self.xs, self.right)
+        self.p = f"p{100 * (1 - budget):g}"
+
+    def hedged(self, d: float) -> int:
+        return int(np.count_nonzero(self.xs > d))
+
+    def separated(self) -> bool:
+        """True if every mistake the check names is clearly outside the accepted range."""
+        xs, n = self.xs, self.n
+        if self.lo_i < 1 or self.hi_i > n - 2:
+            return False
+        near = [xs[self.lo_i - 1], xs[self.hi_i + 1], float(xs.mean()), PAPER_MS, xs[-1],
+                *self.low, self.frac, *(v * k for v in self.right for k in (1000, 0.001))]
+        return not any(_inside(v, self.right, 3 * REL_TOL) for v in near) and \
+            not any(_inside(v, self.low, 3 * REL_TOL) for v in (PAPER_MS, float(xs.mean()),
+                                                                self.frac))
+
+
+#: (n, budget): small samples, where an index off by one matters; n * budget a whole number
+#: and not, since the usual percentile definitions agree in the first kind and not the second.
+_SHAPES = [((20, 0.1), (40, 0.1)), ((25, 0.1), (45, 0.1)), ((40, 0.05), (60, 0.05)),
+           ((50, 0.2), (30, 0.2)), ((200, 0.02), (150, 0.02)), ((30, 0.05), (50, 0.05))]
+
+
+def _cases(rng) -> list[_Case]:
+    cases = []
+    for options in _SHAPES:
+        n, budget = rng.choice(options)
+        while True:
+            median, sigma = rng.uniform(3.0, 40.0), rng.uniform(0.5, 1.2)
+            sample = sorted({round(rng.lognormvariate(math.log(median), sigma), 2)
+                             for _ in range(3 * n)} - {0.0})
+            if len(sample) < n:
+                continue
+            sample = rng.sample(sample, n)                      # distinct, shuffled
+            case = _Case(sample, budget)
+            if case.separated():
+                cases.append(case)
+                break
+    return cases
+
+
+def _reverses(impl) -> bool:
+    """True if the code sorts or walks in descending order (reverse=True, reversed(),
+    .reverse(), [::-1])."""
+    def walk(code: types.CodeType) -> bool:
+        consts = code.co_consts
+        if any(isinstance(c, tuple) and "reverse" in c for c in consts) or \
+                {"reversed", "reverse", "flip"} & set(code.co_names):
+            return True
+        if -1 in consts and any(i.opname == "BUILD_SLICE" for i in dis.get_instructions(code)):
+            return True
+        return any(walk(c) for c in consts if isinstance(c, types.CodeType))
+    code = getattr(inspect.unwrap(impl), "__code__", None)     # the check gets a wrapper
+    return isinstance(code, types.CodeType) and walk(code)
+
+
+def _ms(x: float) -> str:
+    return f"{x:.2f} ms"
+
+
+def _call(impl, sample, budget, where):
+    try:
+        got = impl(sample, budget)
+    except NotImplementedError:
+        raise                                        # the untouched skeleton: not an attempt
+    except Exception as err:
+        raise Wrong(f"{where} raised {raised(err)}.", _HINT) from None
+    got = plain(got, "`hedge_delay` only computes a number: make it a plain `def`, "
+                     "not `async def`.")
+    if isinstance(got, bool) or not isinstance(got, numbers.Real) or math.isnan(float(got)):
+        raise Wrong(f"{where} returned {got!r}; return the delay in ms, a number.", _HINT)
+    return float(got)
+
+
+@exercise("06.hedge_delay", reference=hedge_delay, title="Exercise · hedge_delay",
+          hint=_HINT, timeout_s=15.0)
+def check_hedge_delay(impl) -> None:
+    for case in _cases(run_rng("06.hedge_delay")):
+        _judge(impl, case)
+
+
+def _judge(impl, case: _Case) -> None:
+    b, n = case.budget, case.n
+    given = list(case.sample)
+    where = f"hedge_delay(<{n} latencies>, budget_extra={b:g})"
+    got = _call(impl, given, b, where)
+    if given != case.sample:
+        raise Wrong(f"{where} changed the list it was given (afterwards it is "
+                    f"{'sorted' if given == sorted(case.sample) else 'different'}): "
+                    "latencies_ms.sort() reorders the caller's data. Sort a copy with "
+                    "sorted(latencies_ms).", _HINT)
+    lo, hi = case.right
+    want = (f"the {case.p} of this sample is {_ms(lo)}" if hi - lo < 1e-9 else
+            f"the {case.p} of this sample is between {_ms(lo)} and {_ms(hi)} (by the usual "
+            "percentile definitions)")
+    if _inside(got, case.right):
+        return
+    said = f"{where} returned {_ms(got)}; {want}"
+    hedged = f"{case.hedged(got)} of {n} requests"
+    if _inside(got * 1000, case.right):
+        raise Wrong(f"{said}: your number is 1000 times too small. Seconds? The latencies "
+                    "are in ms, and so is the delay.", _HINT)
+    if got == PAPER_MS:
+        raise Wrong(f"{said}. 10 ms is the paper's delay, right for its system's latencies; "
+                    "the delay must come from the sample you are given: a fixed 10 ms "
+                    f"hedges {hedged} here, whatever the budget.", _HINT)
+    if abs(got - float(case.xs.mean())) <= 1e-6 * max(1.0, abs(got)):
+        raise Wrong(f"{said}. {_ms(got)} is the mean of the sample: on a long tail the mean "
+                    f"says little about how many requests are slower; here {hedged} "
+                    f"({case.hedged(got) / n:.0%}) would be hedged, for a budget of {b:.0%}.",
+                    _HINT)
+    other = 0.2 if b != 0.2 else 0.05
+    again = _call(impl, list(case.sample), other, f"hedge_delay(<same {n} latencies>, "
+                                                   f"budget_extra={other:g})")
+    if again == got:
+        top = (f"{_ms(got)} is the slowest latency in the sample (the max): nothing would "
+               "ever be hedged. " if got == float(case.xs[-1]) else
+               f"Here {hedged} ({case.hedged(got) / n:.0%}) would be hedged. ")
+        raise Wrong(f"{said}. Your function gives the same delay for budget_extra={b:g} and "
+                    f"budget_extra={other:g}: it ignores the budget. {top}The budget allows "
+                    f"{b:.0%}.", _HINT)
+    if abs(got - case.frac) <= 1e-9 * max(1.0, abs(got)):
+        raise Wrong(f"{said}. That is the p{1 - b:g}, near the fastest request: "
+                    f"numpy.percentile takes percent (0..100), so {1 - b:g} means {1 - b:g} %, "
+                    f"not {100 * (1 - b):g} %. (numpy.quantile is the one that takes a "
+                    "fraction, 0..1.)", _HINT)
+    if _inside(got, case.low):
+        low = f"p{100 * b:g}"
+        if _reverses(impl):
+            raise Wrong(f"{said}. That is the {low}, the fast end: your code sorts in "
+                        "descending order (or reverses) and then indexes as if the list "
+                        f"were ascending, so {hedged} would be hedged instead of "
+                        f"{b:.0%}.", _HINT)
+        raise Wrong(f"{said}. That is the {low}, the fast end: budget_extra={b:g} is the "
+                    f"share to hedge (the slowest {b:.0%}), not the percentile. At the {low}, "
+                    f"{hedged} would be hedged.", _HINT)
+    idx = np.flatnonzero(np.abs(case.xs - got) <= 1e-9 * max(1.0, abs(got)))
+    if idx.size and int(idx[0]) in (case.lo_i - 1, case.hi_i + 1):
+        i = int(idx[0])
+        side = "high" if i > case.hi_i else "low"
+        around = (f"[{case.lo_i}]" if case.hi_i == case.lo_i else
+                  f"[{case.lo_i}] to [{case.hi_i}]")
+        raise Wrong(f"{said}, around element {around} of the sorted sample. {_ms(got)} is "
+                    f"element [{i}]: your index is one too {side} (an off-by-one; Python "
+                    f"counts from 0). It hedges {hedged}.", _HINT)
+    raise Wrong(f"{said}. Your delay hedges {hedged} ({case.hedged(got) / n:.0%}); the "
+                f"budget is {b:.0%}.", _HINT)

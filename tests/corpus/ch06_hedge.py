@@ -1,0 +1,127 @@
+"""Chapter 06, exercise hedge_delay (labkit/checks/perf_hedge.py): answers a learner writes.
+The first WRONG entry is the one the notebook tests inject."""
+
+WRONG = [
+    ("06.hedge_delay", "the budget used as the percentile (p5 instead of p95)", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return float(np.percentile(latencies_ms, 100 * budget_extra))
+'''),
+    ("06.hedge_delay", "the mean of the sample", '''
+def hedge_delay(latencies_ms, budget_extra):
+    return sum(latencies_ms) / len(latencies_ms)
+'''),
+    ("06.hedge_delay", "off by one: a 1-based rank used as a 0-based index", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import math
+    xs = sorted(latencies_ms)
+    return xs[math.ceil(len(xs) * (1 - budget_extra))]
+'''),
+    ("06.hedge_delay", "off by one: one index too low", '''
+def hedge_delay(latencies_ms, budget_extra):
+    xs = sorted(latencies_ms)
+    return xs[int(len(xs) * (1 - budget_extra)) - 2]
+'''),
+    ("06.hedge_delay", "sorted descending, indexed as if ascending", '''
+def hedge_delay(latencies_ms, budget_extra):
+    xs = sorted(latencies_ms, reverse=True)
+    return xs[int(len(xs) * (1 - budget_extra))]
+'''),
+    ("06.hedge_delay", "the paper's 10 ms, hard-coded", '''
+def hedge_delay(latencies_ms, budget_extra):
+    return 10.0
+'''),
+    ("06.hedge_delay", "ignores the budget: always the p95", '''
+def hedge_delay(latencies_ms, budget_extra):
+    xs = sorted(latencies_ms)
+    return xs[int(0.95 * len(xs))]
+'''),
+    ("06.hedge_delay", "ignores the budget: the max", '''
+def hedge_delay(latencies_ms, budget_extra):
+    return max(latencies_ms)
+'''),
+    ("06.hedge_delay", "a fraction passed to numpy.percentile", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return float(np.percentile(latencies_ms, 1 - budget_extra))
+'''),
+    ("06.hedge_delay", "sorts the caller's list in place", '''
+def hedge_delay(latencies_ms, budget_extra):
+    latencies_ms.sort()
+    return latencies_ms[int(len(latencies_ms) * (1 - budget_extra))]
+'''),
+    ("06.hedge_delay", "returns seconds", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return float(np.percentile(latencies_ms, 100 * (1 - budget_extra))) / 1000
+'''),
+    ("06.hedge_delay", "async def", '''
+async def hedge_delay(latencies_ms, budget_extra):
+    xs = sorted(latencies_ms)
+    return xs[int(len(xs) * (1 - budget_extra))]
+'''),
+]
+
+WHY = {
+    "the budget used as the percentile (p5 instead of p95)": "is the share to hedge",
+    "the mean of the sample": "is the mean of the sample",
+    "off by one: a 1-based rank used as a 0-based index": "your index is one too high",
+    "off by one: one index too low": "your index is one too low",
+    "sorted descending, indexed as if ascending": "sorts in descending order",
+    "the paper's 10 ms, hard-coded": "10 ms is the paper's delay",
+    "ignores the budget: always the p95": "it ignores the budget",
+    "ignores the budget: the max": "the slowest latency in the sample",
+    "a fraction passed to numpy.percentile": "numpy.percentile takes percent",
+    "sorts the caller's list in place": "changed the list it was given",
+    "returns seconds": "1000 times too small",
+    "async def": "make it a plain `def`",
+}
+
+RIGHT = [
+    ("06.hedge_delay", "numpy.percentile, default (linear) method", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return np.percentile(latencies_ms, 100 * (1 - budget_extra))
+'''),
+    ("06.hedge_delay", "numpy.quantile with the inverted_cdf method", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return float(np.quantile(np.asarray(latencies_ms), 1 - budget_extra, method="inverted_cdf"))
+'''),
+    ("06.hedge_delay", "numpy.percentile with the weibull method", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return np.percentile(latencies_ms, 100 * (1 - budget_extra), method="weibull")
+'''),
+    ("06.hedge_delay", "statistics.quantiles, exclusive (its default)", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import statistics
+    cuts = statistics.quantiles(latencies_ms, n=100)
+    return cuts[round(100 * (1 - budget_extra)) - 1]
+'''),
+    ("06.hedge_delay", "nearest rank (1-based, converted)", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import math
+    xs = sorted(latencies_ms)
+    return xs[math.ceil(len(xs) * (1 - budget_extra)) - 1]
+'''),
+    ("06.hedge_delay", "descending, skipping the budget's share", '''
+def hedge_delay(latencies_ms, budget_extra):
+    slowest_first = sorted(latencies_ms, reverse=True)
+    return slowest_first[int(len(latencies_ms) * budget_extra)]
+'''),
+    ("06.hedge_delay", "index int(n * p) into the sorted list", '''
+def hedge_delay(latencies_ms, budget_extra):
+    xs = sorted(latencies_ms)
+    return xs[int(len(xs) * (1 - budget_extra))]
+'''),
+    ("06.hedge_delay", "a Fraction-safe hand interpolation", '''
+def hedge_delay(latencies_ms, budget_extra):
+    xs = sorted(latencies_ms)
+    pos = (len(xs) - 1) * (1 - budget_extra)
+    i = int(pos)
+    if i + 1 >= len(xs):
+        return xs[-1]
+    return xs[i] + (xs[i + 1] - xs[i]) * (pos - i)
+'''),
+]
