@@ -5,11 +5,14 @@ backend call, not N.
 The check drives the answer with a fake backend whose loads it holds open (an asyncio.Event per
 key), so every question ("how many loads had started while the first was still running?") has
 one answer, whatever the machine's speed. Keys, values, errors and the number of callers are
-drawn per run. Every wait is bounded.
+drawn per run. Every wait is bounded. Besides misses, hits, failures and different keys, it
+cancels one waiting caller (a caller that gives up must not cancel the load the others share)
+and checks that entries of other keys, in `cache` and `inflight`, are left alone.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 
 from . import Wrong, exercise, raised, run_rng
@@ -33,15 +36,27 @@ async def single_flight(cache, inflight, key, load):
     return value
 
 
+_MISSING = object()
 _WAIT_S = 2.0          # callers must all have answered this long after their loads ended
 _SETTLE_TICKS = 30     # loop iterations given to the answer to start its loads
 
 
 class _Backend:
-    """`load(key)` for the check: records calls, waits at the key's gate, fails on demand."""
+    """`load(key)` for the check: records calls (and which returned, failed or were
+    cancelled), waits at the key's gate, fails on demand."""
 
     def __init__(self, values: dict):
         self.values, self.calls, self.gates, self.fail_once = values, [], {}, {}
+        self.returned, self.failed, self.cancelled = [], [], []
+        self.last = {}          # key -> how its latest load ended so far ("started", ...)
+        self.made = collections.deque(maxlen=1000)   # coroutines load() returned, to close
+                                                     # those never awaited
+
+        def load(key):          # a plain function named `load`, so errors read "load() ..."
+            coro = self._load(key)
+            self.made.append(coro)
+            return coro
+        self.load = load
 
     def hold(self, *keys) -> None:
         for k in keys:
@@ -50,15 +65,32 @@ class _Backend:
     def release(self, key) -> None:
         self.gates.pop(key).set()
 
-    async def load(self, key):
+    async def _load(self, key):
         self.calls.append(key)
-        gate = self.gates.get(key)
-        if gate is not None:
-            await asyncio.wait_for(gate.wait(), 10 * _WAIT_S)
+        self.last[key] = "started"
+        try:
+            gate = self.gates.get(key)
+            if gate is not None:
+                await asyncio.wait_for(gate.wait(), 10 * _WAIT_S)
+        except asyncio.CancelledError:
+            self.cancelled.append(key)
+            self.last[key] = "cancelled"
+            raise
         err = self.fail_once.pop(key, None)
         if err is not None:
+            self.failed.append(key)
+            self.last[key] = "failed"
             raise err
-        return self.values[key]
+        value = self.values[key]
+        self.returned.append(key)
+        self.last[key] = "returned"
+        return value
+
+    def close_unawaited(self) -> None:
+        """Close the coroutines nobody awaited (no "never awaited" warning from the check)."""
+        for coro in self.made:
+            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()
 
     def count(self, key) -> int:
         return sum(1 for k in self.calls if k == key)
@@ -89,8 +121,15 @@ async def _call(impl, cache, inflight, key, backend):
     return got
 
 
-async def _finish(tasks, what: str) -> list:
-    """Outcomes (value or exception) of `tasks`, or Wrong if some still wait after _WAIT_S."""
+_ENDED = {"failed": "after the load failed", "returned": "after the load had returned",
+          "cancelled": "after the load was cancelled", "started": "while the load ran",
+          None: "and load had not been called"}
+
+
+async def _finish(tasks, what: str, backend: _Backend, *keys) -> list:
+    """Outcomes (value or exception; CancelledError for a cancelled caller) of `tasks`, or
+    Wrong if some still wait _WAIT_S after the loads of `keys` were let go (the message says
+    how the latest of those loads ended)."""
     if tasks:
         await asyncio.wait(tasks, timeout=_WAIT_S)
     pending = [t for t in tasks if not t.done()]
@@ -98,13 +137,19 @@ async def _finish(tasks, what: str) -> list:
         t.cancel()
     if pending:
         await asyncio.wait(pending, timeout=1.0)
+        ends = [backend.last.get(k) for k in keys]
+        ended = _ENDED[next((e for e in ("failed", "cancelled", "started", None) if e in ends),
+                            "returned")]
         raise Wrong(f"{len(pending)} of the {len(tasks)} callers {what} were still waiting "
-                    f"{_WAIT_S:g} s after the load had ended: they wait for something nobody "
+                    f"{_WAIT_S:g} s {ended}: they wait for something nobody "
                     "sets (a future or event never completed, a lock never released?).",
                     "Every waiter must be woken when the load ends, whether it succeeded or "
                     "failed: complete the future (or set the event) in a `finally`.")
     out = []
     for t in tasks:
+        if t.cancelled():
+            out.append(asyncio.CancelledError())
+            continue
         err = t.exception()
         if isinstance(err, Wrong):
             raise err
@@ -112,13 +157,44 @@ async def _finish(tasks, what: str) -> list:
     return out
 
 
-def _no_errors(outcomes, key) -> None:
-    for got in outcomes:
+_IN_A_LOOP = ("running event loop", "loop is already running", "another loop is running")
+
+
+def _no_errors(outcomes, keys, backend: _Backend) -> None:
+    """Wrong if a caller got an exception where the value was due; `keys` is the key of every
+    outcome (or one key for all), and the message says what the load of that key had done."""
+    keys = keys if isinstance(keys, list) else [keys] * len(outcomes)
+    for key, got in zip(keys, outcomes):
         if isinstance(got, NotImplementedError):
             raise got
-        if isinstance(got, BaseException):
-            raise Wrong(f"single_flight(cache, inflight, {key!r}, load) raised {raised(got)} "
-                        "although load succeeded.")
+        if not isinstance(got, BaseException):
+            continue
+        head = f"single_flight(cache, inflight, {key!r}, load) raised {raised(got)}"
+        if isinstance(got, RuntimeError) and any(s in str(got) for s in _IN_A_LOOP):
+            raise Wrong(f"{head}. single_flight is called from inside a running event loop: "
+                        "make it `async def` and `await load(key)`.",
+                        "asyncio.run() starts a new event loop and cannot run inside one; "
+                        "`async def single_flight(...)` and `value = await load(key)`.")
+        if key in backend.returned:
+            raise Wrong(f"{head} although load succeeded.")
+        if key in backend.calls:
+            raise Wrong(f"{head} before its load had returned.")
+        raise Wrong(f"{head}, and load({key!r}) never ran.",
+                    "Start the load with `load(key)` (the key is its one argument) and await "
+                    "it, or the task that runs it.")
+
+
+def _shared_coroutine(outcomes, inflight_seen: bool, key, n: int) -> None:
+    """Wrong if callers awaited one coroutine together (only the first may await it)."""
+    twice = [got for got in outcomes if isinstance(got, RuntimeError)
+             and ("being awaited already" in str(got) or "already awaited" in str(got))]
+    if twice:
+        held = (f"inflight[{key!r}] held a coroutine (what load(key) returns), and a coroutine"
+                if inflight_seen else "a coroutine (what load(key) returns)")
+        raise Wrong(f"{held} can be awaited only once: {len(twice)} of the {n} callers of "
+                    f"{key!r} awaited it too and got {raised(twice[0])}.",
+                    "Wrap it in a task, which any number of callers can await: "
+                    "`inflight[key] = asyncio.ensure_future(load(key))`.")
 
 
 async def _timed_keys(impl, n_keys: int, load_s: float) -> float:
@@ -142,37 +218,76 @@ _HINT = ("If the key is in `cache`, return it. Otherwise, if `inflight` has a lo
          "await that one; if not, start it with `task = asyncio.ensure_future(load(key))`, put "
          "it in `inflight[key]`, and remove it when it ends "
          "(`task.add_done_callback(lambda _: inflight.pop(key, None))`). Then "
-         "`value = await asyncio.shield(task)`, store it in `cache[key]` and return it.")
+         "`value = await asyncio.shield(task)` (so a caller that gives up does not cancel the "
+         "load for the others), store it in `cache[key]` and return it.")
+
+
+class _Inflight(dict):
+    """The `inflight` dict the check passes: notes whether a coroutine was ever stored in it."""
+    coroutine_stored = False
+
+    def _note(self, value):
+        if inspect.iscoroutine(value):
+            self.coroutine_stored = True
+        return value
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, self._note(value))
+
+    def setdefault(self, key, default=None):
+        return super().setdefault(key, self._note(default))
+
+    def update(self, *args, **kwargs):
+        for value in dict(*args, **kwargs).values():
+            self._note(value)
+        super().update(*args, **kwargs)
 
 
 @exercise("06.single_flight", reference=single_flight, title="Exercise · single_flight",
           hint=_HINT, timeout_s=20.0)
 async def check_single_flight(impl) -> None:
     rng = run_rng("06.single_flight")
-    names = rng.sample(range(100, 1000), 7)
-    k1, k_falsy, k2, ka, kb, ke, k_spare = (f"user:{n}" for n in names)
-    values = {k: f"profile of {k} (#{rng.randint(1000, 9999)})" for k in (k1, k2, ka, kb, ke)}
+    names = rng.sample(range(100, 1000), 9)
+    k1, k_falsy, k2, ka, kb, ke, kc, k_spare, k_kept = (f"user:{n}" for n in names)
+    values = {k: f"profile of {k} (#{rng.randint(1000, 9999)})" for k in (k1, k2, ka, kb, ke, kc)}
     values[k_falsy] = rng.choice([0, "", [], 0.0])
     backend = _Backend(values)
-    cache, inflight = {}, {k_spare: "(a load of another key, made by someone else)"}
+    kept = f"profile of {k_kept} (cached earlier by someone else)"
+    cache, inflight = {k_kept: kept}, _Inflight()
+    inflight[k_spare] = "(a load of another key, made by someone else)"
     started: list = []
     try:
         await _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, ka, kb, ke,
-                     k_spare)
+                     kc, k_spare, k_kept)
     finally:
         for t in started:
             t.cancel()
         for gate in backend.gates.values():
             gate.set()
+        if started:
+            await asyncio.wait(started, timeout=1.0)
+        backend.close_unawaited()
+
+
+def _others_kept(cache, inflight, k_spare, k_kept, kept) -> None:
+    """Wrong unless the entries of other keys, put there by someone else, are still there."""
+    if inflight.get(k_spare) is None:
+        raise Wrong(f"your `single_flight` removed {k_spare!r} from inflight: only touch the key "
+                    "you were asked for.")
+    if cache.get(k_kept) != kept:
+        done = "removed" if k_kept not in cache else "changed"
+        raise Wrong(f"your `single_flight` {done} cache[{k_kept!r}], a value someone else had "
+                    "cached: only touch the key you were asked for.",
+                    "Store the value with `cache[key] = value`; leave the other keys alone.")
 
 
 async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, ka, kb, ke,
-                 k_spare) -> None:
-    values = backend.values
+                 kc, k_spare, k_kept) -> None:
+    values, kept = backend.values, cache[k_kept]
     # 1. One call: loads, stores in cache, leaves nothing in inflight.
     started += _start(impl, cache, inflight, k1, backend)
-    (got,) = await _finish(started[-1:], f"for {k1!r}")
-    _no_errors([got], k1)
+    (got,) = await _finish(started[-1:], f"for {k1!r}", backend, k1)
+    _no_errors([got], k1, backend)
     if backend.count(k1) != 1:
         raise Wrong(f"one call for {k1!r} (not cached) called load {backend.count(k1)} times, "
                     "expected once.", "On a miss, `await load(key)` once.")
@@ -188,19 +303,17 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
                     "that failed would be handed to every later caller instead of retried.",
                     "Remove the key when the load ends: `task.add_done_callback(lambda _: "
                     "inflight.pop(key, None))`, or `del inflight[key]` in a `finally`.")
-    if inflight.get(k_spare) is None:
-        raise Wrong(f"your `single_flight` removed {k_spare!r} from inflight: only touch the key "
-                    "you were asked for.")
+    _others_kept(cache, inflight, k_spare, k_kept, kept)
     # 2. A hit, and a value that is falsy.
     started += _start(impl, cache, inflight, k1, backend)
-    await _finish(started[-1:], f"for {k1!r}")
+    await _finish(started[-1:], f"for {k1!r}", backend, k1)
     if backend.count(k1) != 1:
         raise Wrong(f"{k1!r} was in cache, yet the second call loaded it again.",
                     "Check `if key in cache: return cache[key]` first.")
     for _ in range(2):
         started += _start(impl, cache, inflight, k_falsy, backend)
-        (got,) = await _finish(started[-1:], f"for {k_falsy!r}")
-        _no_errors([got], k_falsy)
+        (got,) = await _finish(started[-1:], f"for {k_falsy!r}", backend, k_falsy)
+        _no_errors([got], k_falsy, backend)
     if backend.count(k_falsy) != 1:
         raise Wrong(f"the value of {k_falsy!r} is {values[k_falsy]!r}, and two calls loaded it "
                     f"{backend.count(k_falsy)} times: a falsy value is still a cached value "
@@ -212,7 +325,8 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
     await _settle()
     loads = backend.count(k2)
     backend.release(k2)
-    outcomes = await _finish(started[-n:], f"for {k2!r}")
+    outcomes = await _finish(started[-n:], f"for {k2!r}", backend, k2)
+    _shared_coroutine(outcomes, inflight.coroutine_stored, k2, n)
     if loads > 1:
         raise Wrong(f"{n} callers missed {k2!r} at the same time and load was called {loads} "
                     "times while the first load was still running (no single-flight: each "
@@ -222,7 +336,7 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
     if loads == 0:
         raise Wrong(f"{n} callers missed {k2!r} and none had called load after "
                     f"{_SETTLE_TICKS} turns of the event loop.", "Call load on a miss.")
-    _no_errors(outcomes, k2)
+    _no_errors(outcomes, k2, backend)
     if any(got != values[k2] for got in outcomes):
         wrong = next(got for got in outcomes if got != values[k2])
         raise Wrong(f"a caller for {k2!r} got {wrong!r} instead of {values[k2]!r}.")
@@ -245,14 +359,14 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
     backend.release(first)
     await _settle()
     backend.release(other)
-    outcomes = await _finish(tasks, f"for {ka!r} and {kb!r}")
+    outcomes = await _finish(tasks, f"for {ka!r} and {kb!r}", backend, ka, kb)
     for k, got in zip(order, outcomes):
         if got != values[k] and got in (values[ka], values[kb]):
             raise Wrong(f"a caller for {k!r} got the value of {other if k == first else first!r}"
                         f" ({got!r}): one in-flight load shared by all keys (a single global "
                         "future or task) hands every caller whatever is loading, whatever its "
                         "key.", "Keep one load per key: `inflight[key]`.")
-    _no_errors(outcomes, f"{ka!r} / {kb!r}")
+    _no_errors(outcomes, order, backend)
     if not both:
         took_s = await _timed_keys(impl, 10, 0.03)
         raise Wrong(f"while the load of {first!r} was running, the load of {other!r} had not "
@@ -275,7 +389,7 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
     started += _start(impl, cache, inflight, ke, backend, n)
     await _settle()
     backend.release(ke)
-    outcomes = await _finish(started[-n:], f"for {ke!r}")
+    outcomes = await _finish(started[-n:], f"for {ke!r}", backend, ke)
     loads = backend.count(ke)
     bad = [got for got in outcomes if not (type(got) is type(err) and str(got) == str(err))]
     if loads > 1:
@@ -287,13 +401,23 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
         raise Wrong(f"the load of {ke!r} failed with {raised(err)}; a waiting caller got "
                     f"{raised(bad[0]) if isinstance(bad[0], BaseException) else repr(bad[0])} "
                     "instead of that error.", "Let the load's exception reach every waiter.")
-    if ke in cache:
-        raise Wrong(f"after the load of {ke!r} failed, cache[{ke!r}] = {cache[ke]!r}: caching the "
+    stored = cache.get(ke, _MISSING)
+    started += _start(impl, cache, inflight, ke, backend)
+    (got,) = await _finish(started[-1:], f"for {ke!r}", backend, ke)
+    retried = backend.count(ke) > loads
+    if isinstance(stored, BaseException):
+        raise Wrong(f"after the load of {ke!r} failed, cache[{ke!r}] = {stored!r}: caching the "
                     "exception, for ever, turns one blip into a permanent error for that key.",
                     "Store only values; a failed load leaves the cache as it was.")
-    started += _start(impl, cache, inflight, ke, backend)
-    (got,) = await _finish(started[-1:], f"for {ke!r}")
-    if backend.count(ke) == loads:
+    if stored is not _MISSING:
+        then = ("makes later calls return it instead of retrying (the next call returned "
+                f"{raised(got) if isinstance(got, BaseException) else repr(got)} without "
+                "calling load)" if not retried else
+                "puts a value there that load never returned, for any reader of the cache")
+        raise Wrong(f"after the load failed, cache[{ke!r}] = {stored!r}: storing anything for "
+                    f"a failed load {then}.",
+                    "Store only values; a failed load leaves the cache as it was.")
+    if not retried:
         where = ("inflight still holds the failed load (never removing the in-flight entry), "
                  "so every later caller awaits it and gets its old error"
                  if ke in inflight else "the failure was remembered")
@@ -301,6 +425,44 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
                     f"{raised(got) if isinstance(got, BaseException) else repr(got)} without "
                     f"calling load: {where}. The next call must try again.",
                     "Remove the key from `inflight` when the load ends, success or failure.")
-    _no_errors([got], ke)
+    _no_errors([got], ke, backend)
     if got != values[ke]:
         raise Wrong(f"the retry of {ke!r} returned {got!r}, expected {values[ke]!r}.")
+    # 6. One caller gives up (is cancelled) while the others wait: the load runs on for them.
+    n = rng.randint(3, 8)
+    backend.hold(kc)
+    callers = _start(impl, cache, inflight, kc, backend, n)
+    started += callers
+    await _settle()
+    callers[-1].cancel()                  # the last to arrive: a waiter, not the one loading
+    await _settle()
+    load_cancelled = kc in backend.cancelled
+    backend.release(kc)
+    others = callers[:-1]
+    outcomes = await _finish(others, f"for {kc!r}", backend, kc)
+    cancelled = sum(isinstance(got, asyncio.CancelledError) for got in outcomes)
+    if cancelled:
+        what, shield = (("the shared load", "asyncio.shield(task)") if load_cancelled else
+                        ("what the others were awaiting (the load itself was not cancelled)",
+                         "asyncio.shield(...) around the shared task or future"))
+        whom = (f"the other {len(others)} callers" if cancelled == len(others) else
+                f"{cancelled} of the other {len(others)} callers")
+        nothing = "" if kc in cache else "; nothing was cached"
+        raise Wrong(f"cancelling one caller of {kc!r} cancelled {what}: {whom} got "
+                    f"CancelledError{nothing}. Await {shield} so a caller that gives up "
+                    "leaves the load running for the others.",
+                    "`value = await asyncio.shield(task)`: cancelling the caller cancels only "
+                    "its wait, not the task the others share.")
+    _no_errors(outcomes, kc, backend)
+    if backend.count(kc) != 1:
+        raise Wrong(f"{n} callers of {kc!r}, one of them cancelled while the load ran, made "
+                    f"{backend.count(kc)} loads, expected 1.")
+    if any(got != values[kc] for got in outcomes):
+        wrong = next(got for got in outcomes if got != values[kc])
+        raise Wrong(f"one caller of {kc!r} was cancelled; another got {wrong!r} instead of "
+                    f"{values[kc]!r}.")
+    if cache.get(kc) != values[kc]:
+        raise Wrong(f"one of {n} callers of {kc!r} was cancelled while the load ran; the load "
+                    f"returned, yet cache[{kc!r}] is {cache.get(kc, '(missing)')!r}.",
+                    "The callers still waiting store the value when they get it.")
+    _others_kept(cache, inflight, k_spare, k_kept, kept)

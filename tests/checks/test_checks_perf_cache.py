@@ -2,6 +2,8 @@
 run, each known-wrong answer is rejected for its own reason, unusual right answers pass, the
 untouched skeleton gets the standard message, and the inputs vary from run to run."""
 import asyncio
+import gc
+import warnings
 
 from labkit import checks
 from labkit.checks import evaluate
@@ -82,3 +84,14 @@ def test_a_cancelled_caller_does_not_cancel_the_load_for_the_others(run):
 
 (test_wrong_answer_is_rejected_for_its_reason, test_unusual_right_answer_passes,
  test_untouched_skeleton_gets_the_standard_message) = corpus_tests(MINE, SKELETONS, runs=3)
+
+
+def test_a_load_nobody_awaited_leaves_no_never_awaited_warning():
+    source = next(s for e, w, s in WRONG if w == "a plain def that runs the load with asyncio.run")
+    with warnings.catch_warnings(record=True) as caught:      # not `run`: it records its own
+        warnings.simplefilter("always")
+        result = asyncio.run(asyncio.wait_for(
+            evaluate("06.single_flight", _define(source, "06.single_flight")), 60))
+        gc.collect()
+    assert "called from inside a running event loop" in result.message
+    assert not [w for w in caught if "never awaited" in str(w.message)]

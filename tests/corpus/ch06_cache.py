@@ -110,6 +110,98 @@ async def single_flight(cache, inflight, key, load):
         task.add_done_callback(lambda _: inflight.pop(key, None))
     return inflight[key]
 '''),
+    ("06.single_flight", "awaits the shared task without asyncio.shield", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    task = inflight.get(key)
+    if task is None:
+        task = inflight[key] = asyncio.ensure_future(load(key))
+        task.add_done_callback(lambda t: inflight.pop(key, None))
+    value = await task
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "a future completed by the first caller, awaited without shield", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key in inflight:
+        return await inflight[key]
+    fut = asyncio.get_running_loop().create_future()
+    inflight[key] = fut
+    try:
+        value = await load(key)
+    except Exception as err:
+        fut.set_exception(err)
+        fut.exception()
+        raise
+    else:
+        cache[key] = value
+        fut.set_result(value)
+        return value
+    finally:
+        del inflight[key]
+'''),
+    ("06.single_flight", "a plain def that runs the load with asyncio.run", '''
+def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    value = asyncio.run(load(key))
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "calls load() without the key", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key not in inflight:
+        task = inflight[key] = asyncio.ensure_future(load())
+        task.add_done_callback(lambda _: inflight.pop(key, None))
+    value = await asyncio.shield(inflight[key])
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "keeps the coroutine, not a task, in inflight", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key not in inflight:
+        inflight[key] = load(key)
+    try:
+        value = await inflight[key]
+    finally:
+        inflight.pop(key, None)
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "stores None for a failed load", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key not in inflight:
+        task = inflight[key] = asyncio.ensure_future(load(key))
+        task.add_done_callback(lambda _: inflight.pop(key, None))
+    try:
+        value = await asyncio.shield(inflight[key])
+    except Exception:
+        cache[key] = None          # remember that it failed
+        raise
+    cache[key] = value
+    return value
+'''),
+    ("06.single_flight", "clears the whole cache before storing", '''
+async def single_flight(cache, inflight, key, load):
+    if key in cache:
+        return cache[key]
+    if key not in inflight:
+        task = inflight[key] = asyncio.ensure_future(load(key))
+        task.add_done_callback(lambda _: inflight.pop(key, None))
+    value = await asyncio.shield(inflight[key])
+    cache.clear()                  # drop stale entries
+    cache[key] = value
+    return value
+'''),
 ]
 
 WHY = {
@@ -120,9 +212,19 @@ WHY = {
     "caches the exception for ever": "caching the exception, for ever",
     "never removes the in-flight entry": "never removing the in-flight entry",
     "removes the in-flight entry only on success": "never removing the in-flight entry",
-    "a future the waiters await, never completed on error": "were still waiting",
+    "a future the waiters await, never completed on error":
+        "were still waiting 2 s after the load failed",
     "truthiness test for a hit": "a falsy value is still a cached value",
     "returns the task, not its value": "instead of the value",
+    "awaits the shared task without asyncio.shield": "cancelled the shared load",
+    "a future completed by the first caller, awaited without shield":
+        "cancelled what the others were awaiting (the load itself was not cancelled)",
+    "a plain def that runs the load with asyncio.run":
+        "called from inside a running event loop",
+    "calls load() without the key": "never ran",
+    "keeps the coroutine, not a task, in inflight": "can be awaited only once",
+    "stores None for a failed load": "storing anything for a failed load",
+    "clears the whole cache before storing": "only touch the key you were asked for",
 }
 
 RIGHT = [
@@ -171,12 +273,13 @@ async def single_flight(cache, inflight, key, load):
         del inflight[key]
         done.set()
 '''),
-    ("06.single_flight", "a future completed by the first caller, try/finally", '''
+    ("06.single_flight", "a future completed by the first caller, shielded, try/finally", '''
 async def single_flight(cache, inflight, key, load):
     if key in cache:
         return cache[key]
     if key in inflight:
-        return await inflight[key]
+        return await asyncio.shield(inflight[key])   # a waiter that gives up
+                                                            # leaves the future alone
     fut = asyncio.get_running_loop().create_future()
     inflight[key] = fut
     try:
