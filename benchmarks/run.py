@@ -39,6 +39,24 @@ def main() -> None:
     import bench_codecs
     print("\n[6] codecs: bytes and µs per encode + decode vs stdlib JSON (bench_codecs.py)")
     bench_codecs.main(["--quick"] if quick else [])
+    import bench_pooling
+    print("\n[pooling] pooled keep-alive session vs a new connection per request (bench_pooling.py)")
+    bench_pooling.main(["--quick"] if quick else [])
+    import bench_cache
+    print("\n[cache] single-flight: backend calls for 1,000 concurrent misses (bench_cache.py)")
+    bench_cache.main(["--quick"] if quick else [])
+    import bench_recorder
+    print("\n[recorder] ns per record, percentile error, speed vs the tutorial's collector "
+          "(bench_recorder.py)")
+    bench_recorder.main(["--quick"] if quick else [])
+    import bench_hedging
+    print("\n[hedging] The Tail at Scale: p99/p99.9 with and without hedging vs the paper "
+          "(bench_hedging.py)")
+    bench_hedging.main(["--quick"] if quick else [])
+    import bench_tracing
+    print("\n[tracing] overhead per request traced vs untraced, labkit vs the OTel SDK "
+          "(bench_tracing.py)")
+    bench_tracing.main(["--quick"] if quick else [])
 
 
 if __name__ == "__main__":

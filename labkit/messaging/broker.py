@@ -49,7 +49,7 @@ import itertools
 import logging
 from collections import deque
 
-from labkit.messaging import routing
+from labkit.messaging import routing, tracing
 from labkit.messaging.api import ChannelClosed, IncomingMessage, Message, PreconditionFailed
 from labkit.messaging.journal import Journal
 from labkit.messaging.topology import Topology
@@ -108,7 +108,7 @@ class Broker(Topology):
         self._open(ch)
         ex = self._exchange(ch, exchange)
         self.journal.record("published", message.message_id, exchange)
-        routed = self._route(ex, routing_key, message, exchange, dict(message.headers))
+        routed = tracing.publish(self._route, ex, routing_key, message, exchange)   # ch. 07
         self.journal.record("confirmed", message.message_id, exchange)
         if not routed:
             self.journal.record("returned" if mandatory else "unroutable", message.message_id,
@@ -194,7 +194,7 @@ class Broker(Topology):
         try:
             if self.faults is not None:
                 await self.faults.before_handler(delivery)
-            await c.callback(delivery)
+            await tracing.consume(c.callback, delivery)     # chapter 07: a consumer span
         except asyncio.CancelledError:
             raise
         except Exception as e:  # as aio-pika: the error is logged, the message stays unacked

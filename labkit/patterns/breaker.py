@@ -26,6 +26,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from labkit._core.validate import integer, number
+from labkit.patterns import span_events
 from labkit.patterns.deadline import loop_time
 from labkit.patterns.errors import (BreakerOpen, ErrorKind, EventLog, classify,
                                     is_service_failure)
@@ -203,6 +204,8 @@ class _Breaker:
         self.events.append(StateChange(at, old.value, new.value, failure_rate))
         for listener in self.listeners:
             getattr(listener, "state_change", _noop)(old, new)
+        span_events.emit("breaker.state_change", breaker=self.name, old=old.value,
+                         new=new.value, failure_rate=failure_rate)          # chapter 07
 
     def _closed_outcome(self, failed: bool, t: float) -> None:
         raise NotImplementedError

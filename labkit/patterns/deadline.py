@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit._core import validate
+from labkit.patterns import span_events
 from labkit.patterns.errors import ErrorKind, ServiceError
 
 HEADER = "X-Deadline-Remaining-Ms"
@@ -111,6 +112,7 @@ class Deadline:
     def check(self, now: float | None = None) -> None:
         """Raise DeadlineExceeded if the deadline has passed (a checkpoint between steps)."""
         if self.expired(now):
+            span_events.emit("deadline.exceeded", where="check")            # chapter 07
             raise DeadlineExceeded()
 
     async def run(self, fn: Callable[..., Awaitable[Any]], /, *args, **kwargs) -> Any:
@@ -125,6 +127,7 @@ class Deadline:
                 return await fn(*args, **kwargs)
         except TimeoutError:
             if cm.expired():
+                span_events.emit("deadline.exceeded", where="run")          # chapter 07
                 raise DeadlineExceeded() from None
             raise
 

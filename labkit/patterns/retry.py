@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable
 
 from labkit._core import seeding
 from labkit._core.validate import boolean, integer, number, optional_number
+from labkit.patterns import span_events
 from labkit.patterns.backoff import Backoff, FullJitter, Strategy, make
 from labkit.patterns.breaker import CircuitBreaker, _Breaker
 from labkit.patterns.budget import RetryBudget
@@ -250,6 +251,9 @@ class Retry:
         self._total_wait_s += event.wait_s
         if self.on_event is not None:
             self.on_event(event)
+        if event.outcome != "success" or event.attempt > 1:          # chapter 07: span event
+            span_events.emit(f"retry.{event.outcome}", policy=self.name, attempt=event.attempt,
+                             wait_s=event.wait_s, kind=event.kind, cause=event.cause)
 
     def summary(self) -> dict:
         """Counts since the policy was made (not only the events still kept)."""

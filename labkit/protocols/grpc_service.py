@@ -30,6 +30,7 @@ from labkit._core import runtime, seeding, validate
 from labkit.patterns.errors import GrpcError
 from labkit.protocols import proto
 from labkit.protocols.grpc_faults import PUSHBACK_KEY, REQUEST_ID_KEY, FaultInterceptor
+from labkit.protocols.grpc_tracing import ServerTracing, client_interceptors
 from labkit.services.faults import FaultModel
 from labkit.services.http import Service, ServicesShutDown
 
@@ -201,7 +202,7 @@ class GrpcService:
         if self.running:
             return self
         self.loop = asyncio.get_running_loop()
-        server = aio.server(interceptors=[self.interceptor],
+        server = aio.server(interceptors=[ServerTracing(self.name), self.interceptor],
                             options=[("grpc.so_reuseport", 0)])
         self.shop.add_ShopServicer_to_server(_Shop(self), server)
         port = server.add_insecure_port("127.0.0.1:0")
@@ -229,7 +230,8 @@ class GrpcService:
 
     def _downstream_stub(self):
         if self._channel is None:
-            self._channel = aio.insecure_channel(self.downstream, options=_CHANNEL_OPTIONS)
+            self._channel = aio.insecure_channel(self.downstream, options=_CHANNEL_OPTIONS,
+                                                 interceptors=client_interceptors())
         return self.shop.ShopStub(self._channel)
 
     def summary(self) -> dict:
@@ -356,7 +358,8 @@ class ShopClient:
         if _stopped(self._port):
             raise GrpcServiceShutDown(f"gRPC service at {self.target}")
         if self._channel is None:
-            self._channel = aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+            self._channel = aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS,
+                                                 interceptors=client_interceptors())
             self._stub = self._pb.ShopStub(self._channel)
             self._unregister = runtime.on_shutdown(self.close, loop=asyncio.get_running_loop())
         timeout = self.timeout_s if timeout_s is None else _timeout(timeout_s)

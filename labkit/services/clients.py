@@ -15,7 +15,8 @@ Both send a fresh ``X-Request-Id`` on every call, ``{client_id}-{n}`` (n counts 
 calls; the client id is drawn from the course seed's "client" stream, so two clients never
 share ids and re-running a notebook from `labkit.set_seed` gives the same ids), so a labkit
 service decides each call's fault from the seed and that id, whatever the order calls arrive in. An ``X-Request-Id`` you
-pass yourself wins. After ``labkit.shutdown()``, calling a stopped service raises
+pass yourself wins. Each call is a client span (chapter 07) whose `traceparent` header makes
+the service's span its child (labkit.obs.tracing). After ``labkit.shutdown()``, calling a stopped service raises
 `ServicesShutDown` ("the services were shut down; run the start cell again").
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import aiohttp
 import requests
 
 from labkit._core import runtime, seeding, validate
+from labkit.obs import tracing
 from labkit.services.http import REQUEST_ID_HEADER, Service, ServicesShutDown
 
 __all__ = ["AsyncClient", "Reply", "ServicesShutDown", "SyncClient", "count_hidden_resends"]
@@ -59,6 +61,11 @@ def _decoded(content_type: str, body: bytes):
         return negotiation.decode(media, body)
     except ValueError:                        # DecodeError: a body that lies about its type
         return None
+
+
+def _span_name(method: str, path: str) -> str:
+    """A client span's name: "GET /items/1" (no query string)."""
+    return f"{method} /{path.lstrip('/').split('?')[0]}"
 
 
 def _check_base_url(base_url) -> tuple[str, int | None]:
@@ -153,13 +160,15 @@ class SyncClient(_Client):
         kwargs.setdefault("timeout", self.timeout)
         url = f"{self.base_url}/{path.lstrip('/')}"
         headers = self._headers(kwargs)
-        try:
-            resp = self.session.request(method, url, headers=headers, **kwargs)
-        except requests.exceptions.ConnectionError:
-            if self._stopped():
-                raise ServicesShutDown(self.base_url) from None
-            raise
-        body = resp.content
+        with tracing.outgoing(_span_name(method, path), headers) as span:   # chapter 07
+            try:
+                resp = self.session.request(method, url, headers=headers, **kwargs)
+            except requests.exceptions.ConnectionError:
+                if self._stopped():
+                    raise ServicesShutDown(self.base_url) from None
+                raise
+            body = resp.content
+            tracing.http_status(span, resp.status_code, server=False)
         return Reply(resp.status_code, dict(resp.headers),
                      _decoded(resp.headers.get("Content-Type", ""), body), body)
 
@@ -211,16 +220,19 @@ class AsyncClient(_Client):
                 total=call_s, connect=min(self.connect_timeout_s, call_s))
         url = f"{self.base_url}/{path.lstrip('/')}"
         headers = self._headers(kwargs)
-        try:
-            async with self._session.request(method, url, headers=headers, **kwargs) as resp:
-                # Read while the response is open: after `async with` the connection is released.
-                body = await resp.read()
-                return Reply(resp.status, dict(resp.headers), _decoded(resp.content_type, body),
-                             body)
-        except aiohttp.ClientConnectorError:
-            if self._stopped():
-                raise ServicesShutDown(self.base_url) from None
-            raise
+        with tracing.outgoing(_span_name(method, path), headers) as span:   # chapter 07
+            try:
+                async with self._session.request(method, url, headers=headers, **kwargs) as resp:
+                    # Read while the response is open: after `async with` the connection is
+                    # released.
+                    body = await resp.read()
+                    tracing.http_status(span, resp.status, server=False)
+                    return Reply(resp.status, dict(resp.headers),
+                                 _decoded(resp.content_type, body), body)
+            except aiohttp.ClientConnectorError:
+                if self._stopped():
+                    raise ServicesShutDown(self.base_url) from None
+                raise
 
     async def get(self, path: str, **kwargs) -> Reply:
         return await self.request("GET", path, **kwargs)

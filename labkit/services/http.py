@@ -53,7 +53,7 @@ from aiohttp import web
 
 from labkit._core import runtime, seeding, validate
 from labkit.patterns.deadline import HEADER as DEADLINE_HEADER, decode_remaining_ms
-from labkit.services import idempotency, layers, negotiation as neg, toxics
+from labkit.services import idempotency, layers as service_layers, negotiation as neg, toxics
 from labkit.services.faults import FaultModel
 from labkit.services.toxics import Blackhole  # noqa: F401  (labkit.Blackhole)
 
@@ -196,12 +196,13 @@ class Service:
             raise RuntimeError(f"service {self.name!r} is not running: await start_service({self.name!r})")
         return f"http://127.0.0.1:{self.port}"
 
-    def make_app(self, *, faults: bool = True) -> web.Application:
-        """The aiohttp app; `faults=False` leaves out the fault layer, and with it deadlines
-        and idempotency keys (used by benchmarks)."""
+    def make_app(self, *, faults: bool = True, layers: bool = True) -> web.Application:
+        """The aiohttp app; `faults=False` leaves out the fault layer (deadlines, idempotency
+        keys) and the outer layers; `layers=False` only the outer ones (used by benchmarks)."""
         app = web.Application()
         if faults:
-            app.middlewares.extend([*layers.outer_middlewares(self, app), self._fault_layer])
+            outer = service_layers.outer_middlewares(self, app) if layers else []
+            app.middlewares.extend([*outer, self._fault_layer])
         p = self.spec.path
         app.router.add_get("/health", self._health)
         app.router.add_get(p, self._list)

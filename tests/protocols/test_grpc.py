@@ -9,7 +9,7 @@ from labkit.patterns.errors import ErrorKind, GrpcError, is_service_failure
 from labkit.protocols.grpc_service import (GrpcService, GrpcServiceShutDown, ShopClient,
                                            start_grpc_service)
 from labkit.services.faults import FaultModel
-from tests.async_tools import until
+from async_tools import until
 
 
 def _listening_addresses(port: int) -> set[str]:
