@@ -30,6 +30,11 @@ is light: the names below are loaded on first use.
 from __future__ import annotations
 
 import importlib
+import logging
+
+# A library's loggers stay silent until the application configures them (chapter 07's
+# labkit.obs.logs.install() does): no "last resort" lines on stderr.
+logging.getLogger("labkit").addHandler(logging.NullHandler())
 
 __version__ = "0.2.0"
 

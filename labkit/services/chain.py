@@ -33,6 +33,7 @@ import aiohttp
 from aiohttp import web
 
 from labkit._core import runtime, validate
+from labkit.obs import tracing
 from labkit.patterns.deadline import HEADER, Deadline, decode_remaining_ms
 from labkit.services.http import REQUEST_ID_HEADER, Service, ServiceSpec
 
@@ -84,6 +85,7 @@ async def relay(chain: "Chain", header: str | None) -> tuple[int, dict]:
         answer = 504                                       # no time left: do not call anyone
     else:
         headers = {REQUEST_ID_HEADER: f"{chain.front.name}-{next(chain._calls)}"}
+        tracing.inject(headers)          # chapter 07: the downstream's span is this hop's child
         timeout_s = chain.fixed_timeout_s
         if deadline is not None:
             headers.update(deadline.to_headers())

@@ -7,13 +7,20 @@ The span is named after the route template, ``GET /items/{id}`` (not the path: o
 route, whatever the id), carries the service's name, and ends with the response's status,
 including the fault layer's 503 (outage) and 504 (deadline) and a reset connection. While the
 handler runs the span is the current one (a contextvar), so the service's own outgoing calls
-(labkit.services.chain, spec routes using labkit's clients) become its children.
+(labkit.services.chain, spec routes using labkit's clients) become its children. Each answer
+is also logged to "labkit.requests" (INFO, WARNING for 5xx) while the span is current, so the
+record carries its trace and span ids (labkit.obs.logs).
 """
 from __future__ import annotations
+
+import logging
 
 from aiohttp import web
 
 from labkit.obs import tracing
+
+#: One line per request (chapter 07's structured logs: labkit.obs.logs.install() collects them).
+_log = logging.getLogger("labkit.requests")
 
 
 def route_name(request: web.Request) -> str:
@@ -44,6 +51,9 @@ def install(service, app):
                 tracing.error(span, "connection reset")   # the fault layer's reset
             else:
                 tracing.http_status(span, response.status, server=True)
+            _log.log(logging.WARNING if response.status >= 500 else logging.INFO,
+                     "%s %s -> %d", request.method, request.path, response.status,
+                     extra={"service": name})     # while the span is current: ids attach
             return response
         except web.HTTPException as exc:              # 404 / 405 raised by the router
             tracing.http_status(span, exc.status, server=True)
