@@ -235,3 +235,54 @@ def test_the_trace_crosses_grpc_calls(run):
                    ("shop.Shop/GetItem", "orders"): "NOT_FOUND",
                    ("shop.Shop/PlaceOrder", "orders"): "NOT_FOUND",
                    ("shop.Shop/PlaceOrder", "client"): "NOT_FOUND"}   # no span: "client"
+
+
+def test_a_deadline_chain_hop_is_the_fronts_child(run):
+    """labkit.services.chain calls downstream with a raw aiohttp session: it must inject the
+    front's context, or the downstream's server span starts a trace of its own."""
+    from labkit.services.chain import start_chain
+
+    async def main():
+        try:
+            back = await labkit.start_service("inventory")
+            chain = await start_chain(back, propagate=True, work_s=0.0)
+            async with labkit.AsyncClient(chain.front.url) as c:
+                with tracing.span("user", service="notebook"):
+                    assert (await c.get("/page")).ok
+            await until(lambda: any(s.service == "inventory" for s in tracing.finished_spans()))
+            return tracing.finished_spans()
+        finally:
+            await labkit.shutdown()
+    spans = run(main())
+    user = next(s for s in spans if s.name == "user")
+    tree = _tree([s for s in spans if s.trace_id == user.trace_id])
+    assert tree["GET /health @inventory"] == "GET /page @front (propagates deadline)"
+
+
+def test_each_traced_request_logs_one_line_with_its_ids(run):
+    from labkit.obs import logs
+    store = logs.LogStore(max_records=100)
+    logs.install("labkit.requests", store=store)
+
+    async def main():
+        try:
+            back = await labkit.start_service("inventory")
+            async with labkit.AsyncClient(back.url) as c:
+                await c.get("/items/1")
+                back.faults.set(outage=True)
+                await c.get("/items/1")
+            return tracing.finished_spans()
+        finally:
+            back.faults.reset()
+            await labkit.shutdown()
+    try:
+        spans = run(main())
+    finally:
+        logging_handlers = __import__("logging").getLogger("labkit.requests").handlers
+        logging_handlers[:] = [h for h in logging_handlers if getattr(h, "store", None) is not store]
+        __import__("logging").getLogger("labkit.requests").setLevel(0)
+    lines = store.search(service="inventory")
+    assert [(r["level"], r["message"]) for r in lines] == [
+        ("INFO", "GET /items/1 -> 404"), ("WARNING", "GET /items/1 -> 503")]
+    servers = [s for s in spans if s.kind == "server"]
+    assert [r["span_id"] for r in lines] == [s.span_id for s in servers]
