@@ -2,19 +2,24 @@
 validate a W3C `traceparent` header (https://www.w3.org/TR/trace-context/).
 
 The check sends valid headers (version 00 with varied ids and flags, ids with leading zeros,
-future versions with and without extra fields) and the spec's invalid ones (uppercase hex,
-version ff, all-zero ids, wrong lengths, missing fields, non-hex characters that int(x, 16)
-lets through, the tutorial's "None" parent and UUID trace id, version 00 with extra fields),
-ids drawn afresh each run. Every message names the header and the rule it breaks.
+future versions with and without extra fields) and the spec's invalid ones (uppercase hex in
+each field, version ff, all-zero ids, wrong lengths, missing fields, non-hex flags, characters
+that int(x, 16) lets through in each field, a digit of another script that \\d matches, the
+tutorial's "None" parent and UUID trace id, version 00 with extra fields or a final newline),
+ids drawn afresh each run. Every message names the header and the rule it breaks. Headers
+never have surrounding whitespace: labkit's parser ignores spaces and tabs there (HTTP's
+optional whitespace), the reference does not, and the statement says the value arrives without.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 
 from . import Wrong, exercise, plain, run_rng
 
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?",
+                          re.DOTALL)           # a future version's extra fields: anything
 
 
 def parse_traceparent(header):
@@ -33,8 +38,10 @@ def parse_traceparent(header):
     return version, trace_id, parent_id, flags
 
 
-_HINT = ("Check the shape first: two lowercase hex digits, '-', 32, '-', 16, '-', 2 (a regular "
-         "expression like [0-9a-f]{32} says it exactly). Then the spec's extra rules: version "
+_HINT = ("Check the shape first: two lowercase hex digits, '-', 32, '-', 16, '-', 2 (re.fullmatch "
+         "with [0-9a-f]{2}-[0-9a-f]{32}-... says it exactly; re.match with '$' lets a final "
+         "newline through, \\d matches digits of other scripts, int(x, 16) accepts signs and "
+         "spaces). Then the spec's extra rules: version "
          "ff, an all-zero trace-id or parent-id are invalid; version 00 ends after the flags; a "
          "higher version may go on after the flags, starting with '-'.")
 _INVALID_END = "Return None for an invalid header: the receiver then starts a new trace."
@@ -46,6 +53,34 @@ def _hex(rng, n: int, *, letter: bool = False) -> str:
         s = "".join(rng.choice("0123456789abcdef") for _ in range(n))
         if s.strip("0") and (not letter or any(c in "abcdef" for c in s)):
             return s
+
+
+def _with(text: str, pos: int, char: str) -> str:
+    return text[:pos] + char + text[pos + 1:]
+
+
+def _upper_one(rng, text: str) -> tuple[str, str]:
+    """`text` with one of its letters a-f uppercased, and that letter."""
+    pos = rng.choice([i for i, c in enumerate(text) if c in "abcdef"])
+    return _with(text, pos, text[pos].upper()), text[pos].upper()
+
+
+def _int_lets_through(rng, text: str) -> str:
+    """`text` with one character that is not hex but that int(x, 16) accepts: a sign in front,
+    a space at either end or an underscore between digits (the 2-digit version and flags:
+    a sign, so no space lands at the header's ends)."""
+    if len(text) == 2:
+        return "+" + text[1]
+    kind = rng.choice(["+", " ", " end", "_"])
+    if kind == " end":
+        return text[:-1] + " "
+    if kind == "_":
+        return _with(text, rng.randrange(1, len(text) - 1), "_")
+    return kind + text[1:]
+
+
+#: digits of other scripts: \d, str.isdigit() and int() accept them; [0-9a-f] does not
+_OTHER_DIGITS = "\u0663\u06f7\u0969\uff15"      # Arabic-Indic, Persian, Devanagari, fullwidth
 
 
 def _cases(rng) -> list:
@@ -70,22 +105,43 @@ def _cases(rng) -> list:
          f"version {future} is a future version; with nothing after the flags it reads like "
          "version 00"),
     ]
-    pos = rng.randrange(32)
-    while tid[pos] not in "abcdef":
-        pos = (pos + 1) % 32
-    upper_tid = tid[:pos] + tid[pos].upper() + tid[pos + 1:]
-    ppos = next(i for i, c in enumerate(pid) if c in "abcdef")
-    upper_pid = pid[:ppos] + pid[ppos].upper() + pid[ppos + 1:]
-    bad_hex = tid[:pos] + rng.choice("ghxz") + tid[pos + 1:]
-    sign_pid = rng.choice(["+" + pid[1:], " " + pid[1:], pid[:7] + "_" + pid[8:]])
-    odd = next(c for c in sign_pid if c not in "0123456789abcdef")
+    upper_tid, up_t = _upper_one(rng, tid)
+    upper_pid, up_p = _upper_one(rng, pid)
+    upper_version, up_v = _upper_one(rng, rng.choice(
+        [f"{n:02x}" for n in range(1, 255) if set(f"{n:02x}") & set("abcdef")]))
+    upper_flags, up_f = _upper_one(rng, rng.choice(["0b", "0a", "a1", "c3", "0f", "e1"]))
+    bad_hex = _with(tid, rng.randrange(32), rng.choice("ghxz"))
+    bad_flags = rng.choice(["zz", "0g", "x1", "g0", "0z"])
+    fields = {"version": "00", "trace-id": tid, "parent-id": pid, "flags": "01"}
+
+    def header(name: str, text: str) -> str:
+        """The plain version-00 header with field `name` replaced by `text`."""
+        return "-".join({**fields, name: text}.values())
+
+    def int_case(name: str):
+        text = _int_lets_through(rng, fields[name])
+        odd = next(c for c in text if c not in "0123456789abcdef")
+        return (header(name, text),
+                f"{odd!r} in the {name} is not a hex digit (int(x, 16) accepts a sign, "
+                "underscores and spaces, so it cannot tell whether a field is hex)")
+
+    other = rng.choice(_OTHER_DIGITS)
+    other_field = rng.choice(["trace-id", "parent-id"])
+    other_text = _with(fields[other_field], rng.randrange(len(fields[other_field])), other)
+
     invalid = [
         (f"00-{upper_tid}-{pid}-01",
-         f"the trace-id contains {upper_tid[pos]!r}, an uppercase hex digit: the spec allows "
+         f"the trace-id contains {up_t!r}, an uppercase hex digit: the spec allows "
          "lowercase only, so it is not \"the same id\""),
         (f"00-{tid}-{upper_pid}-01",
-         f"the parent-id contains {upper_pid[ppos]!r}, an uppercase hex digit: the spec allows "
+         f"the parent-id contains {up_p!r}, an uppercase hex digit: the spec allows "
          "lowercase only"),
+        (f"{upper_version}-{tid}-{pid}-01",
+         f"the version is {upper_version!r}: {up_v!r} is an uppercase hex digit, and the spec "
+         "allows lowercase only"),
+        (f"00-{tid}-{pid}-{upper_flags}",
+         f"the flags are {upper_flags!r}: {up_f!r} is an uppercase hex digit, and the spec "
+         "allows lowercase only"),
         (f"00-{tid}-None-01",
          "'None' is not a parent-id: it is what the tutorial's code sends when there is no "
          "parent (it formats None into the header). No parent is said by sending no "
@@ -99,16 +155,25 @@ def _cases(rng) -> list:
         (f"00-{tid}-{pid}-1", "the flags are one digit; they must be exactly two"),
         (f"00-{tid}-{pid}", "the flags field is missing: a traceparent has four fields"),
         (f"00-{tid}", "only two of the four fields are there"),
-        (f"00-{bad_hex}-{pid}-01", f"{bad_hex[pos]!r} in the trace-id is not a hex digit"),
-        (f"00-{tid}-{sign_pid}-01",
-         f"{odd!r} in the parent-id is not a hex digit (int(x, 16) accepts a sign, "
-         "underscores and spaces, so it cannot tell whether a field is hex)"),
+        (f"00-{bad_hex}-{pid}-01",
+         f"{next(c for c in bad_hex if c in 'ghxz')!r} in the trace-id is not a hex digit"),
+        (f"00-{tid}-{pid}-{bad_flags}",
+         f"the flags are {bad_flags!r}: {next(c for c in bad_flags if c in 'gxz')!r} is not a "
+         "hex digit, and the flags must be two lowercase hex digits"),
+        *(int_case(name) for name in ("version", "trace-id", "parent-id", "flags")),
+        (header(other_field, other_text),
+         f"{other!r} in the {other_field} is not one of 0-9a-f: it is {unicodedata.name(other)}, "
+         "a digit of another script that \\d, str.isdigit() and int() accept"),
         (f"00-{uuid.UUID(int=rng.getrandbits(128), version=4)}-{pid}-01",
          "the trace-id is a UUID with hyphens (the tutorial's str(uuid.uuid4())), not 32 hex "
          "digits"),
         (f"00-{tid}-{pid}-01{extra}",
          "version 00 is exactly 55 characters: nothing may follow its flags (only a future "
          "version may add fields)"),
+        (f"00-{tid}-{pid}-01\n",
+         "the header ends in a newline after the flags: version 00 is exactly 55 characters, "
+         "and a newline is no part of any field (str.strip() removes it, and a regular "
+         "expression's '$' matches just before it: use re.fullmatch on the header as it is)"),
         (f"{future}-{tid}-{pid}-01{extra[1:]}",
          "in a future version, anything after the flags must start with '-'"),
         (f"0{rng.choice('gxz')}-{tid}-{pid}-01", "the version must be two lowercase hex digits"),
@@ -118,8 +183,8 @@ def _cases(rng) -> list:
     ]
     # the shape and the basic rules first; then the rules about versions
     out = [(h, _parsed(h), why) for h, why in valid[:4]] + \
-        [(h, None, why) for h, why in invalid[:-5]] + \
-        [(h, _parsed(h), why) for h, why in valid[4:]] + [(h, None, why) for h, why in invalid[-5:]]
+        [(h, None, why) for h, why in invalid[:-6]] + \
+        [(h, _parsed(h), why) for h, why in valid[4:]] + [(h, None, why) for h, why in invalid[-6:]]
     return out
 
 
@@ -128,21 +193,28 @@ def _parsed(header: str):
     return version, trace_id, parent_id, rest[:2]
 
 
+_KEYS = ("version", "trace_id", "parent_id", "flags")
+_ALIAS = {"parent_id": ("parent_id", "span_id"), "flags": ("flags", "trace_flags")}   # OTel's
+
+
+def _dict_missing(got: dict) -> list[str]:
+    """The keys of the four fields that dict `got` has under neither name."""
+    return [key for key in _KEYS if not any(k in got for k in _ALIAS.get(key, (key,)))]
+
+
 def _fields(got):
     """The answer as (version, trace_id, parent_id, flags), or None if it has another shape.
-    A tuple/list of four, a dict with those keys, or an object with those attributes."""
+    A tuple/list of four, a dict with those keys (or span_id, trace_flags), or an object with
+    those attributes."""
     if isinstance(got, (tuple, list)) and len(got) == 4:
         return tuple(got)
-    keys = ("version", "trace_id", "parent_id", "flags")
     if isinstance(got, dict):
-        alias = {"parent_id": ("parent_id", "span_id"), "flags": ("flags", "trace_flags")}
-        try:
-            return tuple(next(got[k] for k in alias.get(key, (key,)) if k in got)
-                         for key in keys)
-        except StopIteration:
+        if _dict_missing(got):
             return None
-    if all(hasattr(got, k) for k in keys):
-        return tuple(getattr(got, k) for k in keys)
+        return tuple(next(got[k] for k in _ALIAS.get(key, (key,)) if k in got)
+                     for key in _KEYS)
+    if all(hasattr(got, k) for k in _KEYS):
+        return tuple(getattr(got, k) for k in _KEYS)
     return None
 
 
@@ -181,8 +253,13 @@ def check_parse_traceparent(impl) -> None:
             raise Wrong(f"{call} returned None, but the header is valid: {why}.", _HINT)
         fields = _fields(got)
         if fields is None:
+            note = ""
+            if isinstance(got, dict):
+                missing = " or ".join(repr(k) for k in _dict_missing(got))
+                note = (f" (A dict is read too when it has all four keys; this dict has no "
+                        f"{missing}.)") if missing else ""
             raise Wrong(f"{call} returned {got!r}; return the four fields as a tuple "
-                        f"(version, trace_id, parent_id, flags): here {want!r}.", _HINT)
+                        f"(version, trace_id, parent_id, flags): here {want!r}.{note}", _HINT)
         version, trace_id, parent_id, flags = fields
         if trace_id != want[1] or parent_id != want[2]:
             raise Wrong(f"{call} returned {got!r}: trace_id and parent_id are the header's "

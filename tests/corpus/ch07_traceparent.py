@@ -140,6 +140,142 @@ def parse_traceparent(header):
         return None
     return version, trace_id, parent_id, int(flags, 16) & 1 == 1
 '''),
+    ("07.parse_traceparent", "traceparent: a dict without the version", '''
+import re
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    m = re.fullmatch(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", header)
+    if m is None:
+        return None
+    version, trace_id, parent_id, flags, rest = m.groups()
+    if version == "ff" or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    if version == "00" and rest:
+        return None
+    return {"trace_id": trace_id, "parent_id": parent_id, "flags": flags}
+'''),
+    ("07.parse_traceparent", "traceparent: flags only length-checked", '''
+import re
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    parts = header.split("-")
+    if len(parts) < 4:
+        return None
+    version, trace_id, parent_id, flags = parts[:4]
+    if not re.fullmatch(r"[0-9a-f]{2}", version) or version == "ff":
+        return None
+    if not re.fullmatch(r"[0-9a-f]{32}", trace_id) or trace_id == "0" * 32:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{16}", parent_id) or parent_id == "0" * 16:
+        return None
+    if len(flags) != 2:
+        return None
+    if version == "00" and len(parts) > 4:
+        return None
+    return version, trace_id, parent_id, flags
+'''),
+    ("07.parse_traceparent", "traceparent: version tested with int(v, 16)", '''
+import re
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    parts = header.split("-")
+    if len(parts) < 4:
+        return None
+    version, trace_id, parent_id, flags = parts[:4]
+    try:
+        if len(version) != 2 or int(version, 16) == 255:
+            return None
+    except ValueError:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{32}", trace_id) or trace_id == "0" * 32:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{16}", parent_id) or parent_id == "0" * 16:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{2}", flags):
+        return None
+    if int(version, 16) == 0 and len(parts) > 4:
+        return None
+    return version, trace_id, parent_id, flags
+'''),
+    ("07.parse_traceparent", "traceparent: int(x, 16) for version and flags, lowercase tested", '''
+import re
+
+def parse_traceparent(header):
+    if header is None or header != header.lower():
+        return None
+    parts = header.split("-")
+    if len(parts) < 4:
+        return None
+    version, trace_id, parent_id, flags = parts[:4]
+    try:
+        if len(version) != 2 or len(flags) != 2 or int(version, 16) == 255:
+            return None
+        int(flags, 16)
+    except ValueError:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{32}", trace_id) or trace_id == "0" * 32:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{16}", parent_id) or parent_id == "0" * 16:
+        return None
+    if version == "00" and len(parts) > 4:
+        return None
+    return version, trace_id, parent_id, flags
+'''),
+    ("07.parse_traceparent", "traceparent: re.match with ^...$ (a final newline gets in)", r'''
+import re
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    m = re.match(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$", header)
+    if m is None:
+        return None
+    version, trace_id, parent_id, flags, rest = m.groups()
+    if version == "ff" or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    if version == "00" and rest:
+        return None
+    return version, trace_id, parent_id, flags
+'''),
+    ("07.parse_traceparent", "traceparent: header.strip() before matching", '''
+import re
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    header = header.strip()
+    m = re.fullmatch(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", header)
+    if m is None:
+        return None
+    version, trace_id, parent_id, flags, rest = m.groups()
+    if version == "ff" or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    if version == "00" and rest:
+        return None
+    return version, trace_id, parent_id, flags
+'''),
+    ("07.parse_traceparent", r"traceparent: \d for the digits (matches other scripts)", r'''
+import re
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    m = re.fullmatch(r"([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})(-.*)?", header)
+    if m is None:
+        return None
+    version, trace_id, parent_id, flags, rest = m.groups()
+    if version == "ff" or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    if version == "00" and rest:
+        return None
+    return version, trace_id, parent_id, flags
+'''),
 ]
 
 WHY = {
@@ -152,6 +288,14 @@ WHY = {
     "traceparent: re.match without an end anchor": "version 00 is exactly 55 characters",
     "traceparent: crashes on a missing header": "None means the request carried no traceparent",
     "traceparent: the sampled bit instead of the flags": "not only the sampled bit",
+    "traceparent: a dict without the version": "this dict has no 'version'",
+    "traceparent: flags only length-checked": "the flags are '",
+    "traceparent: version tested with int(v, 16)": "the version is '",
+    "traceparent: int(x, 16) for version and flags, lowercase tested":
+        "in the version is not a hex digit (int(x, 16) accepts a sign",
+    "traceparent: re.match with ^...$ (a final newline gets in)": "ends in a newline",
+    "traceparent: header.strip() before matching": "ends in a newline",
+    r"traceparent: \d for the digits (matches other scripts)": "a digit of another script",
 }
 
 RIGHT = [
@@ -195,5 +339,49 @@ def parse_traceparent(header):
     if rest and (version == "00" or rest[0] != "-"):
         return None
     return [version, trace_id, parent_id, flags]
+'''),
+    ("07.parse_traceparent", "traceparent: a dict named like OpenTelemetry", '''
+import re
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    m = re.fullmatch(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", header)
+    if m is None:
+        return None
+    version, trace_id, parent_id, flags, rest = m.groups()
+    if version == "ff" or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    if version == "00" and rest:
+        return None
+    return {"version": version, "trace_id": trace_id, "span_id": parent_id,
+            "trace_flags": flags}
+'''),
+    ("07.parse_traceparent", "traceparent: bytes.fromhex, round-tripped", '''
+def _hex_field(text, n_bytes):
+    if len(text) != 2 * n_bytes:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if raw.hex() == text else None      # fromhex skips spaces, reads uppercase
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    parts = header.split("-")
+    if len(parts) < 4:
+        return None
+    version, trace_id, parent_id, flags = parts[:4]
+    fields = [_hex_field(version, 1), _hex_field(trace_id, 16), _hex_field(parent_id, 8),
+              _hex_field(flags, 1)]
+    if None in fields:
+        return None
+    if version == "ff" or not any(fields[1]) or not any(fields[2]):
+        return None
+    if version == "00" and len(parts) > 4:
+        return None
+    return version, trace_id, parent_id, flags
 '''),
 ]
