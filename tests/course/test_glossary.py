@@ -68,6 +68,15 @@ REQUIRED = [
     ("availability", "可用性"),
     ("observability", "可观测性"),
     ("distributed tracing", "分布式追踪"),
+    ("thundering herd", "惊群效应"),
+    ("single-flight", "请求合并"),
+    ("utilisation", "利用率"),
+    ("load shedding", "负载削减"),
+    ("error budget", "错误预算"),
+    ("burn rate", "消耗速率"),
+    ("traceparent", "traceparent"),
+    ("critical path", "关键路径"),
+    ("tail sampling", "尾部采样"),
 ]
 
 
