@@ -7,7 +7,9 @@ p95. Percentile definitions differ on a small sample (numpy alone has 13), so th
 accepts anything from the lowest to the highest of numpy's methods, widened by 0.5 %
 (`REL_TOL`), and builds its samples so that the mistakes it names fall outside that range: a
 sample of 20 to 200 distinct long-tailed latencies, shuffled, with budgets of 2 to 20 %, new
-every run.
+every run. To name a mistake only when it is the one made, a wrong delay is probed with the
+same latencies doubled (a position or count does not double), rotated (an unsorted index
+follows the rotation) or shifted by 0.37 ms (a rounded delay stays whole).
 """
 from __future__ import annotations
 
@@ -141,8 +143,42 @@ def _call(impl, sample, budget, where):
     return float(got)
 
 
+def _changed(before: list, after: list) -> str:
+    """What the answer did to the caller's list, in words that are true for it."""
+    if len(after) != len(before):
+        return (f"afterwards it has {len(after)} items instead of {len(before)} (remove, pop, "
+                "append and del change the caller's list)")
+    if sorted(after) == sorted(before):
+        if after == sorted(before):
+            how = "the same items, sorted (latencies_ms.sort() reorders the caller's data)"
+        elif after == sorted(before, reverse=True):
+            how = ("the same items, sorted in descending order (latencies_ms.sort(reverse=True) "
+                   "or .reverse() reorders the caller's data)")
+        else:
+            how = ("the same items in another order (sorting or shuffling it in place "
+                   "reorders the caller's data)")
+        return f"afterwards it holds {how}"
+    i = next(k for k, (a, b) in enumerate(zip(before, after)) if a != b)
+    return (f"its values changed: element [{i}] was {before[i]!r}, afterwards {after[i]!r} "
+            "(assigning to latencies_ms[i] changes the caller's list)")
+
+
+def _near(x: float, target: float) -> bool:
+    return abs(x - target) <= 1.0 + 1e-9
+
+
+def _whole(x: float) -> bool:
+    return abs(x - round(x)) <= 1e-9
+
+
+def _rounds_from(x: float, rng) -> bool:
+    """True if x is a whole number that rounding some value of the accepted range gives."""
+    lo, hi = rng
+    return _whole(x) and lo * (1 - REL_TOL) - 0.5 <= x <= hi * (1 + REL_TOL) + 0.5
+
+
 @exercise("06.hedge_delay", reference=hedge_delay, title="Exercise · hedge_delay",
-          hint=_HINT, timeout_s=15.0)
+          hint=_HINT, timeout_s=5.0)          # pure arithmetic on <= 200 numbers: ~20 ms
 def check_hedge_delay(impl) -> None:
     for case in _cases(run_rng("06.hedge_delay")):
         _judge(impl, case)
@@ -154,10 +190,8 @@ def _judge(impl, case: _Case) -> None:
     where = f"hedge_delay(<{n} latencies>, budget_extra={b:g})"
     got = _call(impl, given, b, where)
     if given != case.sample:
-        raise Wrong(f"{where} changed the list it was given (afterwards it is "
-                    f"{'sorted' if given == sorted(case.sample) else 'different'}): "
-                    "latencies_ms.sort() reorders the caller's data. Sort a copy with "
-                    "sorted(latencies_ms).", _HINT)
+        raise Wrong(f"{where} changed the list it was given: {_changed(case.sample, given)}. "
+                    "Work on a copy: sorted(latencies_ms) returns a new, sorted list.", _HINT)
     lo, hi = case.right
     want = (f"the {case.p} of this sample is {_ms(lo)}" if hi - lo < 1e-9 else
             f"the {case.p} of this sample is between {_ms(lo)} and {_ms(hi)} (by the usual "
@@ -178,6 +212,33 @@ def _judge(impl, case: _Case) -> None:
                     f"says little about how many requests are slower; here {hedged} "
                     f"({case.hedged(got) / n:.0%}) would be hedged, for a budget of {b:.0%}.",
                     _HINT)
+    # Probe 1: every latency doubled. Any latency read from the sample doubles too.
+    doubled = _call(impl, [2 * x for x in case.sample], b,
+                    f"hedge_delay(<the same {n} latencies, each doubled>, budget_extra={b:g})")
+    if abs(doubled - got) <= 1e-9 * max(1.0, abs(got)):
+        same = (f"{where} returned {got:g}, and the same {got:g} for the same latencies "
+                f"doubled: ")
+        if _near(got, n * (1 - b)):
+            raise Wrong(f"{same}that is a position in the list (n × (1 − budget_extra) = "
+                        f"{n} × {1 - b:g} = {n * (1 - b):g}), not a latency. Return the "
+                        "latency at that position of the sorted list; " + want + ".", _HINT)
+        if _near(got, n * b):
+            raise Wrong(f"{same}that is a count of requests (n × budget_extra = {n} × {b:g} = "
+                        f"{n * b:g}), not a latency. Return the latency that only that many "
+                        "requests exceed; " + want + ".", _HINT)
+        raise Wrong(f"{same}it does not come from the latencies. The delay is a latency of "
+                    "the sample, in ms; " + want + ".", _HINT)
+    # Probe 2: the same list rotated by one place. An answer that indexes the list as given
+    # (not sorted) follows the rotation; one that sorts first returns the same delay.
+    i = next((k for k, x in enumerate(case.sample) if x == got), None)
+    if i is not None:
+        rotated = case.sample[-1:] + case.sample[:-1]
+        moved = _call(impl, rotated, b, f"hedge_delay(<the same {n} latencies in another "
+                                        f"order>, budget_extra={b:g})")
+        if moved == rotated[i] != got:
+            raise Wrong(f"{said}. That is element [{i}] of the list as you got it, which is "
+                        "not sorted: sort a copy first (sorted(latencies_ms)), then index it. "
+                        f"Here {hedged} would be hedged.", _HINT)
     other = 0.2 if b != 0.2 else 0.05
     again = _call(impl, list(case.sample), other, f"hedge_delay(<same {n} latencies>, "
                                                    f"budget_extra={other:g})")
@@ -193,7 +254,8 @@ def _judge(impl, case: _Case) -> None:
                     f"numpy.percentile takes percent (0..100), so {1 - b:g} means {1 - b:g} %, "
                     f"not {100 * (1 - b):g} %. (numpy.quantile is the one that takes a "
                     "fraction, 0..1.)", _HINT)
-    if _inside(got, case.low):
+    # The budget used as the percentile: the low end for this budget and for the other one.
+    if _inside(got, case.low) and _inside(again, _range(case.xs, other)):
         low = f"p{100 * b:g}"
         if _reverses(impl):
             raise Wrong(f"{said}. That is the {low}, the fast end: your code sorts in "
@@ -203,6 +265,16 @@ def _judge(impl, case: _Case) -> None:
         raise Wrong(f"{said}. That is the {low}, the fast end: budget_extra={b:g} is the "
                     f"share to hedge (the slowest {b:.0%}), not the percentile. At the {low}, "
                     f"{hedged} would be hedged.", _HINT)
+    # Rounded to whole ms: whole, next to the accepted range, and again whole next to it with
+    # every latency 0.37 ms longer (an element of the sample that happens to be whole is not).
+    if _rounds_from(got, case.right):
+        shifted = _call(impl, [x + 0.37 for x in case.sample], b,
+                        f"hedge_delay(<the same {n} latencies, each 0.37 ms longer>, "
+                        f"budget_extra={b:g})")
+        if _rounds_from(shifted, tuple(v + 0.37 for v in case.right)):
+            raise Wrong(f"{said}. {got:g} is a whole number, and the {case.p} rounded to "
+                        "whole ms gives it: don't round the delay, return it as computed.",
+                        _HINT)
     idx = np.flatnonzero(np.abs(case.xs - got) <= 1e-9 * max(1.0, abs(got)))
     if idx.size and int(idx[0]) in (case.lo_i - 1, case.hi_i + 1):
         i = int(idx[0])

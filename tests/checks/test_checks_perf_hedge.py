@@ -70,3 +70,35 @@ def test_odd_answers_get_a_plain_message(run, source, fragment):
     exec(source, ns)
     result = run(evaluate("06.hedge_delay", ns["hedge_delay"]))
     assert not result.passed and fragment in result.message
+
+
+def test_a_hanging_answer_is_stopped_within_a_few_seconds():
+    # pure arithmetic on <= 200 numbers: the reference takes milliseconds
+    assert checks.EXERCISES["06.hedge_delay"].timeout_s <= 5.0
+
+
+def _fixed_case(order_seed=0):
+    """20 latencies whose p90 lies between 13.21 and 13.30 ms: rounding to whole ms gives 13,
+    outside every percentile definition."""
+    import random
+    xs = [1.0 + 0.5 * k for k in range(16)] + [13.0, 13.21, 13.3, 40.0]
+    random.Random(order_seed).shuffle(xs)
+    return perf_hedge._Case(xs, 0.1)
+
+
+def test_a_delay_rounded_to_whole_ms_is_told_not_to_round():
+    def rounded(latencies_ms, budget_extra):
+        return round(float(np.percentile(latencies_ms, 100 * (1 - budget_extra))))
+    case = _fixed_case()
+    assert not perf_hedge._inside(13.0, case.right)
+    with pytest.raises(checks.Wrong, match="whole number.*don't round"):
+        perf_hedge._judge(rounded, case)
+
+
+def test_a_whole_sample_element_is_not_called_rounded():
+    def off_by_one(latencies_ms, budget_extra):          # returns xs[16] = 13.0 ms, whole
+        return sorted(latencies_ms)[int(len(latencies_ms) * (1 - budget_extra)) - 2]
+    case = _fixed_case()
+    with pytest.raises(checks.Wrong) as err:
+        perf_hedge._judge(off_by_one, case)
+    assert "don't round" not in err.value.message and "one too low" in err.value.message

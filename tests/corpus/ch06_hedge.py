@@ -125,3 +125,93 @@ def hedge_delay(latencies_ms, budget_extra):
     return xs[i] + (xs[i + 1] - xs[i]) * (pos - i)
 '''),
 ]
+
+# After a beginner's run (/work/notes/reports/th.md): what a mutation did, an unsorted index,
+# a position or count returned as the delay, an answer that never returns ------------------
+WRONG += [
+    ("06.hedge_delay", "removes the slowest from the caller's list", '''
+def hedge_delay(latencies_ms, budget_extra):
+    k = int(len(latencies_ms) * budget_extra)
+    for _ in range(k):
+        latencies_ms.remove(max(latencies_ms))
+    return max(latencies_ms)
+'''),
+    ("06.hedge_delay", "appends to the caller's list", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    latencies_ms.append(0.0)          # "pad" the sample
+    return float(np.percentile(latencies_ms, 100 * (1 - budget_extra)))
+'''),
+    ("06.hedge_delay", "rounds the caller's values in place", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    for i in range(len(latencies_ms)):
+        latencies_ms[i] = round(latencies_ms[i], 1)
+    return float(np.percentile(latencies_ms, 100 * (1 - budget_extra)))
+'''),
+    ("06.hedge_delay", "sorts the caller's list in place, descending", '''
+def hedge_delay(latencies_ms, budget_extra):
+    latencies_ms.sort(reverse=True)
+    return latencies_ms[int(budget_extra * len(latencies_ms))]
+'''),
+    ("06.hedge_delay", "indexes the list as given, unsorted", '''
+def hedge_delay(latencies_ms, budget_extra):
+    return latencies_ms[int(len(latencies_ms) * (1 - budget_extra))]
+'''),
+    ("06.hedge_delay", "returns the index instead of the latency", '''
+def hedge_delay(latencies_ms, budget_extra):
+    return int(len(latencies_ms) * (1 - budget_extra))
+'''),
+    ("06.hedge_delay", "returns the number of requests to hedge", '''
+def hedge_delay(latencies_ms, budget_extra):
+    return len(latencies_ms) * budget_extra
+'''),
+    ("06.hedge_delay", "never returns", '''
+def hedge_delay(latencies_ms, budget_extra):
+    while True:
+        pass
+'''),
+]
+
+WHY.update({
+    "removes the slowest from the caller's list": "items instead of",
+    "appends to the caller's list": "items instead of",
+    "rounds the caller's values in place": "its values changed",
+    "sorts the caller's list in place, descending": "sorted in descending order",
+    "indexes the list as given, unsorted": "of the list as you got it, which is not sorted",
+    "returns the index instead of the latency": "a position in the list",
+    "returns the number of requests to hedge": "a count of requests",
+    "never returns": "did not return within 5 s",
+})
+
+RIGHT += [
+    ("06.hedge_delay", "sorts in place, then puts the caller's order back", '''
+def hedge_delay(latencies_ms, budget_extra):
+    original = list(latencies_ms)
+    latencies_ms.sort()
+    i = (len(latencies_ms) - 1) * (1 - budget_extra)
+    lo = int(i)
+    hi = min(lo + 1, len(latencies_ms) - 1)
+    d = latencies_ms[lo] + (latencies_ms[hi] - latencies_ms[lo]) * (i - lo)
+    latencies_ms[:] = original
+    return d
+'''),
+    ("06.hedge_delay", "the smallest latency with at most the budget's share above it", '''
+def hedge_delay(latencies_ms, budget_extra):
+    n = len(latencies_ms)
+    for x in sorted(latencies_ms):
+        if sum(1 for y in latencies_ms if y > x) <= budget_extra * n:
+            return x
+'''),
+    ("06.hedge_delay", "heapq.nlargest", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import heapq
+    k = int(budget_extra * len(latencies_ms))
+    return heapq.nlargest(k + 1, latencies_ms)[-1]
+'''),
+    ("06.hedge_delay", "rounded to 0.1 ms", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return round(float(np.percentile(latencies_ms, 100 * (1 - budget_extra))), 1)
+'''),
+]
