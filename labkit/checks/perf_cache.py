@@ -243,7 +243,7 @@ class _Inflight(dict):
         super().update(*args, **kwargs)
 
 
-@exercise("06.single_flight", reference=single_flight, title="Exercise · single_flight",
+@exercise("06.single_flight", reference=single_flight, title="Exercise 2 · single_flight",
           hint=_HINT, timeout_s=20.0)
 async def check_single_flight(impl) -> None:
     rng = run_rng("06.single_flight")

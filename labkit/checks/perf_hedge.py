@@ -177,7 +177,7 @@ def _rounds_from(x: float, rng) -> bool:
     return _whole(x) and lo * (1 - REL_TOL) - 0.5 <= x <= hi * (1 + REL_TOL) + 0.5
 
 
-@exercise("06.hedge_delay", reference=hedge_delay, title="Exercise · hedge_delay",
+@exercise("06.hedge_delay", reference=hedge_delay, title="Exercise 3 · hedge_delay",
           hint=_HINT, timeout_s=5.0)          # pure arithmetic on <= 200 numbers: ~20 ms
 def check_hedge_delay(impl) -> None:
     for case in _cases(run_rng("06.hedge_delay")):
