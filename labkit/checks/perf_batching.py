@@ -2,12 +2,17 @@
 batcher, written as the consumer side of a queue.
 
 ``async def collect_batch(queue, max_batch, max_wait_s) -> list``: wait for the first item,
-then keep taking items until the batch holds `max_batch` of them or `max_wait_s` has passed
-since the first one was taken, whichever comes first; return the items in arrival order.
-The check feeds an `asyncio.Queue` on labkit.sim's virtual clock (so times are exact and the
-run is instant), calls `collect_batch` again and again as a consumer loop would, and compares
-each batch and the moment it came back with this rule; `max_batch`, `max_wait_s` and the
-arrivals vary per run. `labkit.patterns.batcher.Batcher` follows the same rule with a timer.
+then take items until the batch holds `max_batch` or `max_wait_s` has passed since the first
+was taken; return them in arrival order (a tuple is accepted too). Items already waiting go
+in without waiting, up to max_batch (like `labkit.patterns.batcher.Batcher`); the rest stay
+queued. At max_wait_s = 0 a batch of only the first item is accepted too: on Python 3.11
+``asyncio.wait_for(queue.get(), 0)`` times out even with an item waiting (3.12 returns it).
+
+The check feeds an `asyncio.Queue` on labkit.sim's virtual clock (exact times, an instant
+run), calls `collect_batch` again and again as a consumer loop would, and compares each batch
+and when it came back with this rule; sizes, waits and arrivals vary per run. The answer
+runs through `labkit.checks.virtual_time` on the check's own thread: the guard stops one that
+blocks, one spinning on asyncio.sleep(0) is stopped, and no thread is left running.
 """
 from __future__ import annotations
 
@@ -15,10 +20,11 @@ import asyncio
 import collections
 
 from labkit import sim
-from . import Wrong, exercise, run_rng
+from . import Wrong, exercise, run_rng, virtual_time
 
 _TOL_S = 1e-6          # virtual time is exact: only float rounding is forgiven
 _REAL_LIMIT_S = 10.0   # real seconds the whole simulated check may take
+_SPIN_STEPS = 20_000   # loop steps without the virtual clock moving: the answer spins
 
 
 async def collect_batch(queue, max_batch, max_wait_s):
@@ -28,6 +34,9 @@ async def collect_batch(queue, max_batch, max_wait_s):
     batch = [await queue.get()]                  # the timer starts with the first item
     deadline = loop.time() + max_wait_s
     while len(batch) < max_batch:
+        if not queue.empty():                    # already waiting: no need to wait for it
+            batch.append(queue.get_nowait())
+            continue
         remaining = deadline - loop.time()
         if remaining <= 0:
             break
@@ -38,11 +47,11 @@ async def collect_batch(queue, max_batch, max_wait_s):
     return batch
 
 
-def _expected(arrivals, max_batch, max_wait_s):
+def _expected(arrivals, max_batch, max_wait_s, now=0.0):
     """[(return time, items, time the first item was taken)] for a consumer that calls the
-    rule again as soon as it returns. `arrivals` is [(time, item)] sorted by time."""
+    rule at `now`, then again as soon as it returns. `arrivals` is [(time, item)] sorted."""
     ts = [t for t, _ in arrivals]
-    out, i, now, n = [], 0, 0.0, len(arrivals)
+    out, i, n = [], 0, len(arrivals)
     while i < n:
         start = max(now, ts[i])
         deadline = start + max_wait_s
@@ -56,9 +65,11 @@ def _expected(arrivals, max_batch, max_wait_s):
 
 
 def _clear_of_deadlines(arrivals, max_batch, max_wait_s, gap_s=0.002) -> bool:
-    """No arrival lands within `gap_s` of a max_wait deadline (no ties to argue about)."""
+    """No arrival lands within `gap_s` of a max_wait deadline (no ties to argue about; items
+    already waiting when the batch started are no tie)."""
     for t_ret, items, start in _expected(arrivals, max_batch, max_wait_s):
-        if len(items) < max_batch and any(abs(t - t_ret) < gap_s for t, _ in arrivals):
+        if len(items) < max_batch and any(abs(t - t_ret) < gap_s for t, _ in arrivals
+                                          if t > start):
             return False
     return True
 
@@ -109,32 +120,61 @@ def _scenarios(rng):
         if _clear_of_deadlines(arr, mb, mw):
             break
     out.append(("random arrivals", arr, mb, mw))
+    mb = rng.randint(3, 6)                     # max_wait_s = 0: take what is already waiting
+    t = rng.uniform(0.002, 0.01)
+    xs = _items(rng, mb + rng.randint(1, mb - 1) + 2)
+    arr = [(t, x) for x in xs[:-2]] + [(t + 0.005, xs[-2]), (t + 0.011, xs[-1])]
+    out.append(("max_wait_s 0, items already queued", arr, mb, 0.0))
     return out
+
+
+def _call(impl, queue, max_batch, max_wait_s):
+    """impl(...), which must give something to await (an async def, a plain def returning a
+    coroutine, an object with an async __call__, a functools.partial of one...)."""
+    return virtual_time.awaitable(
+        impl(queue, max_batch, max_wait_s), result="batch", waits_on="a queue",
+        call=f"collect_batch(queue, {max_batch}, {max_wait_s:g})", wait_with="queue.get()",
+        signature="collect_batch(queue, max_batch, max_wait_s)")
+
+
+def _flat(batch) -> None:
+    """Raise Wrong if the batch holds lists (or other containers) instead of items."""
+    if any(isinstance(x, (list, tuple, set, dict)) for x in batch):
+        shown = repr(batch)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise Wrong(f"collect_batch returned a list of lists ({shown}): return the items "
+                    "themselves, as a flat list (`return batch`, not `return [batch]`).",
+                    "`return batch`")
 
 
 async def _consume(impl, arrivals, max_batch, max_wait_s):
     """Call impl again and again on a queue fed with `arrivals` (virtual time). Returns
-    [(call time, return time, batch)] and ends with ("waiting", time, queued items) if a
-    call was still waiting long after the last arrival."""
+    [(call time, return time, batch, lost, leaked)] and ends with ("waiting", time, queued
+    items) if a call was still waiting long after the last arrival. `lost` is the items taken
+    from the queue so far but never returned; `leaked` the first return time at which a
+    queue.get() the answer started was still waiting (None: never)."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     queue: asyncio.Queue = asyncio.Queue()
+    put = 0
 
     async def produce():
+        nonlocal put
         for t, x in arrivals:
             if t0 + t > loop.time():
                 await asyncio.sleep(t0 + t - loop.time())
             queue.put_nowait(x)
+            put += 1
 
     producer = asyncio.ensure_future(produce())
     horizon = t0 + arrivals[-1][0] + 4 * max_wait_s + 1.0
-    got, taken = [], 0
+    got, taken, returned, leaked, previous = [], 0, collections.Counter(), None, None
     try:
         while taken < len(arrivals) and len(got) <= len(arrivals) + 2:
             called = loop.time() - t0
             try:
                 async with asyncio.timeout_at(horizon) as cm:
-                    batch = await impl(queue, max_batch, max_wait_s)
+                    batch = await _call(impl, queue, max_batch, max_wait_s)
             except TimeoutError as err:
                 if not cm.expired():
                     raise Wrong(f"your collect_batch raised TimeoutError at t = "
@@ -147,7 +187,21 @@ async def _consume(impl, arrivals, max_batch, max_wait_s):
             if not isinstance(batch, (list, tuple)):
                 raise Wrong(f"collect_batch returned {batch!r}; return the batch as a list of "
                             "the items taken from the queue.", "`return batch`")
-            got.append((called, loop.time() - t0, list(batch)))
+            if isinstance(batch, list) and batch is previous:
+                raise Wrong("collect_batch returned the very same list object twice: the "
+                            "second call emptied and refilled the list the first call had "
+                            "returned, so whoever still held the first batch saw its items "
+                            "change. Make a new list in every call.",
+                            "Start each call with a fresh `batch = [...]` inside the function.")
+            previous = batch
+            _flat(batch)
+            returned.update(batch)
+            if leaked is None and any(not g.done() for g in queue._getters):
+                leaked = loop.time() - t0
+            removed = put - queue.qsize()
+            lost = list((collections.Counter(x for _, x in arrivals[:removed]) - returned)
+                        .elements()) if removed > sum(returned.values()) else []
+            got.append((called, loop.time() - t0, list(batch), lost, leaked))
             taken += len(batch)
     finally:
         producer.cancel()
@@ -161,13 +215,15 @@ def _ms(t: float) -> str:
 def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
     """Raise Wrong at the first batch that differs from the rule, saying how it differs."""
     setup = (f"[{name}: max_batch={max_batch}, max_wait_s={max_wait_s:g}; items arrived at "
-             f"{', '.join(_ms(t) for t, _ in arrivals[:8])}{' ...' if len(arrivals) > 8 else ''}]")
+             f"{', '.join(_ms(t) for t, _ in arrivals[:8])}{' ...' if len(arrivals) > 8 else ''}"
+             "; every t is in ms since this scenario started]")
     hint = ("Take the first item with `await queue.get()`, set deadline = loop.time() + "
             "max_wait_s once, then `await asyncio.wait_for(queue.get(), deadline - "
             "loop.time())` until the batch is full or the time is up.")
-    expected = _expected(arrivals, max_batch, max_wait_s)
-    taken = 0
-    for i, (t_exp, want, start) in enumerate(expected):
+    taken, now, i = 0, 0.0, -1
+    while taken < len(arrivals):
+        t_exp, want, start = _expected(arrivals[taken:], max_batch, max_wait_s, now)[0]
+        i += 1
         if i >= len(got):
             raise Wrong(f"collect_batch returned too many batches {setup}.", hint)
         if got[i][0] == "waiting":
@@ -180,8 +236,40 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
                         "Stop waiting when max_wait_s has passed since the first item: "
                         "`asyncio.wait_for(queue.get(), time_left)`, and return the partial "
                         "batch.")
-        called, t_got, batch = got[i]
+        called, t_got, batch, lost, leaked = got[i]
+        if lost:
+            ids = ", ".join(map(str, lost[:8])) + (" ..." if len(lost) > 8 else "")
+            s, were, them, callers = (("s", "were", "them", "their callers") if len(lost) > 1
+                                      else ("", "was", "it", "its caller"))
+            if leaked is not None:
+                raise Wrong(f"item{s} {ids} {were} taken from the queue but no call of "
+                            f"collect_batch returned {them}. When your collect_batch "
+                            f"returned at t = {_ms(leaked)}, a queue.get() it had started was "
+                            "still waiting: did a queue.get() keep running after your "
+                            "timeout? Such a get() takes the next item that arrives, and "
+                            f"nobody answers its caller {setup}.",
+                            "Cancel the get() you stop waiting for (`getter.cancel()`), or use "
+                            "`asyncio.wait_for(queue.get(), time_left)`, which cancels it.")
+            took = len(batch) + len(lost)
+            if took <= max_batch and all(x in batch for x in lost):
+                raise Wrong(f"collect_batch returned {batch}, but {batch + lost} were taken "
+                            f"(in some order): the duplicate item {lost[0]} was lost. Two "
+                            "callers may ask for the same thing and each needs its own "
+                            f"answer: keep every item (a list, not a set) {setup}.", hint)
+            if took <= max_batch:
+                raise Wrong(f"at t = {_ms(t_got)} collect_batch took {took} items from the "
+                            f"queue but returned {len(batch)}: {ids} {were} lost, and nobody "
+                            f"answers {callers}. Return every item you take from the queue "
+                            f"{setup}.", hint)
+            raise Wrong(f"at t = {_ms(t_got)} collect_batch took {took} items from the queue "
+                        f"but returned {len(batch)}: {len(lost)} item{s} ({ids}) {were} lost, "
+                        f"and nobody answers {callers}. Take at most max_batch items; leave "
+                        f"the rest in the queue for the next call {setup}.",
+                        "Check len(batch) < max_batch before each `queue.get()` / "
+                        "`get_nowait()`, instead of taking everything and cutting the list.")
         late, early = t_got > t_exp + _TOL_S, t_got < t_exp - _TOL_S
+        if max_wait_s == 0 and not late and not early and batch == want[:1]:
+            want = want[:1]             # also right at max_wait_s = 0 (see the docstring)
         full_at = f"{max_batch} items were waiting at t = {_ms(t_exp)}"
         if late and len(want) == max_batch:
             raise Wrong(f"a full batch waited: {full_at}, but your collect_batch returned "
@@ -199,6 +287,15 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
                         "the first item (`await queue.get()`) before the max_wait_s timer "
                         f"starts; an empty batch is a wasted call {setup}.", hint)
         arrived = [t for t, _ in arrivals[taken:taken + len(batch)]]
+        if max_wait_s == 0 and not late and not early and 1 < len(batch) < len(want):
+            raise Wrong(f"with max_wait_s=0, at t = {_ms(t_got)} collect_batch returned "
+                        f"{batch} while {len(want)} items were already waiting in the queue "
+                        f"(max_batch={max_batch}): it should have returned {want} (every item "
+                        f"already waiting, up to max_batch) or just {want[:1]} (the first "
+                        "item; Python 3.11's wait_for(queue.get(), 0) does that), not some of "
+                        f"them {setup}.",
+                        "Before waiting, take what is already there: `while len(batch) < "
+                        "max_batch and not queue.empty(): batch.append(queue.get_nowait())`.")
         if not late and not early and len(want) == max_batch and len(batch) < max_batch:
             raise Wrong(f"at t = {_ms(t_got)} collect_batch returned {len(batch)} items while "
                         f"{full_at.split(' were')[0]} were waiting and max_batch={max_batch}: "
@@ -241,74 +338,51 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
                         f"waited max_wait_s: more items were coming, and it should have "
                         f"returned {want} at t = {_ms(t_exp)} {setup}.", hint)
         if batch != want:
-            raise Wrong(f"collect_batch returned {batch} at t = {_ms(t_got)}, expected {want} "
-                        f"{setup}.", hint)
-        taken += len(batch)
+            also = f" (or just {want[:1]}: max_wait_s is 0)" if max_wait_s == 0 < len(want) - 1 \
+                else ""
+            raise Wrong(f"collect_batch returned {batch} at t = {_ms(t_got)}, expected {want}"
+                        f"{also} {setup}.", hint)
+        taken, now = taken + len(batch), t_exp
 
 
 @exercise("06.collect_batch", reference=collect_batch, title="Exercise 1 · collect_batch",
           hint="The timer starts with the first item and is never restarted: deadline = "
                "loop.time() + max_wait_s after the first `await queue.get()`; then take items "
                "with `asyncio.wait_for(queue.get(), deadline - loop.time())` until "
-               "len(batch) == max_batch or the time is up.")
+               "len(batch) == max_batch or the time is up (items already in the queue first: "
+               "`queue.get_nowait()` while not queue.empty()).")
 async def check_collect_batch(impl) -> None:
-    if not asyncio.iscoroutinefunction(impl):
-        raise Wrong("`collect_batch` waits on a queue: make it an `async def`.")
     scenarios = _scenarios(run_rng("06.collect_batch"))
+    started = [0.0]                     # virtual time the current scenario started at
 
     async def main():
         out = []
         for name, arrivals, mb, mw in scenarios:
+            started[0] = asyncio.get_running_loop().time()
             out.append(await _consume(impl, arrivals, mb, mw))
         return out
 
     try:
-        runs = await sim.run_async(main, seed=0, timeout_s=_REAL_LIMIT_S)
-        for (name, arrivals, mb, mw), got in zip(scenarios, runs):
-            _diagnose(name, arrivals, mb, mw, got)
-    except asyncio.TimeoutError:
-        raise Wrong(f"checking collect_batch took more than {_REAL_LIMIT_S:g} s of real time "
-                    "(the check runs it in virtual time, where waits take no real time): does "
-                    "it block (time.sleep) or loop without awaiting? If so it may still run in "
-                    "the background: restart the kernel if the notebook gets slow.") from None
-    except sim.SimDeadlock:
-        raise Wrong("collect_batch waited on something that never happens (not the queue, "
-                    "not a timer).") from None
+        try:
+            runs = await virtual_time.simulate(main, real_limit_s=_REAL_LIMIT_S,
+                                               spin_steps=_SPIN_STEPS)
+            for (name, arrivals, mb, mw), got in zip(scenarios, runs):
+                _diagnose(name, arrivals, mb, mw, got)
+        except virtual_time.Spinning as err:
+            raise Wrong(err.explain("collect_batch", advice="Wait for the next item instead.",
+                                    at=f"{_ms(err.at_s - started[0])} (since its scenario "
+                                       "started)"),
+                        "`await asyncio.wait_for(queue.get(), deadline - loop.time())` waits "
+                        "exactly until an item arrives or the time is up.") from None
+        except virtual_time.TooSlow as err:
+            raise Wrong(err.explain("collect_batch"), err.HINT) from None
+        except sim.SimDeadlock:
+            raise Wrong("collect_batch waited on something that never happens (not the queue, "
+                        "not a timer).") from None
     except Wrong as w:
-        clock = _wall_clock(impl)
-        if clock:
-            raise Wrong(f"your collect_batch reads the wall clock ({clock}), but asyncio's "
-                        "timers (and this check's virtual time) run on the event loop's clock: "
-                        "use `loop = asyncio.get_running_loop()` and `loop.time()`. What the "
-                        f"check saw: {w.message}", w.hint) from None
+        why = virtual_time.clock_misuse(impl, name="collect_batch",
+                                        meanwhile=", not even the producer filling the queue",
+                                        wait_with="asyncio.wait_for(queue.get(), time_left)")
+        if why:
+            raise Wrong(f"{why} What the check saw: {w.message}", w.hint) from None
         raise
-
-
-_WALL_CLOCKS = {"time", "monotonic", "perf_counter", "monotonic_ns", "time_ns", "perf_counter_ns"}
-
-
-def _wall_clock(impl) -> str | None:
-    """'time.monotonic' (or similar) if the answer calls the time module's clocks."""
-    import dis
-    import time as time_module
-    code = getattr(impl, "__code__", None)
-    if code is None:
-        return None
-    glb = getattr(impl, "__globals__", {})
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        stack.extend(k for k in c.co_consts if hasattr(k, "co_code"))
-        prev = None
-        for ins in dis.get_instructions(c):
-            if ins.opname == "LOAD_GLOBAL" and glb.get(ins.argval) is not None:
-                obj = glb[ins.argval]
-                if obj is time_module:
-                    prev = ins.argval
-                    continue
-                if getattr(obj, "__module__", None) == "time" and ins.argval in _WALL_CLOCKS:
-                    return f"{ins.argval}()"
-            elif prev and ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and ins.argval in _WALL_CLOCKS:
-                return f"{prev}.{ins.argval}()"
-            prev = None
-    return None

@@ -277,14 +277,22 @@ class TutorialRequestBatcher:
 
 
 def tutorial_partial_batch_lesson(*, requests: int = 3, batch_size: int = 5,
-                                  timeout_s: float = 10.0) -> dict:
-    """`requests` (< batch_size) calls to the tutorial's batcher, in virtual time: without
-    `start_batching` running, still waiting after `timeout_s`; with it, answered. The same
-    requests through labkit's Batcher (max_wait_s = the tutorial's max_wait_time) are answered
-    max_wait after the first. Returns {way: what happened}."""
+                                  first_at_s: float = 0.0, timeout_s: float = 10.0) -> dict:
+    """`requests` (< batch_size) calls to the tutorial's batcher (max_wait_time 50 ms), all
+    made `first_at_s` after the batcher (and its `start_batching` loop, if run) started, in
+    virtual time: without `start_batching` running, still waiting after `timeout_s`; with it,
+    answered when the loop's 50 ms sleep ends (so 30 ms into a cycle, 20 ms later). The same
+    requests through labkit's Batcher (max_wait_s 50 ms) go out 50 ms after the first
+    arrived. The lookup takes 5 ms. Returns {way: what happened}."""
     requests = validate.integer("requests", requests, 1, 1000)
     batch_size = validate.integer("batch_size", batch_size, 1, 1000)
+    first_at_s = validate.number("first_at_s", first_at_s, 0, 60, unit=" seconds")
     timeout_s = validate.number("timeout_s", timeout_s, 0, lo_open=True, unit=" seconds")
+
+    def answered(loop, got) -> str:
+        at_ms, first_ms = 1000 * loop.time(), 1000 * first_at_s
+        return (f"answered at {at_ms:.0f} ms, {at_ms - first_ms:.0f} ms after the requests "
+                f"arrived (at {first_ms:.0f} ms): {list(got)}")
 
     async def lookup(batch):
         await asyncio.sleep(0.005)
@@ -295,10 +303,11 @@ def tutorial_partial_batch_lesson(*, requests: int = 3, batch_size: int = 5,
         b = TutorialRequestBatcher(batch_size=batch_size, max_wait_time=0.05)
         b.register_processor("get_users", lookup)
         runner = asyncio.ensure_future(b.start_batching()) if background else None
-        calls = [b.add_request("get_users", {"user_id": i}) for i in range(requests)]
         try:
+            await asyncio.sleep(first_at_s)
+            calls = [b.add_request("get_users", {"user_id": i}) for i in range(requests)]
             got = await asyncio.wait_for(asyncio.gather(*calls), timeout_s)
-            return f"answered after {1000 * loop.time():.0f} ms: {got}"
+            return answered(loop, got)
         except asyncio.TimeoutError:
             return (f"TimeoutError: still waiting after {timeout_s:g} s; "
                     f"{len(b.pending_requests['get_users'])} requests never sent")
@@ -310,10 +319,11 @@ def tutorial_partial_batch_lesson(*, requests: int = 3, batch_size: int = 5,
     async def fixed():
         loop = asyncio.get_running_loop()
         b = Batcher(lookup, max_batch=batch_size, max_wait_s=0.05)
+        await asyncio.sleep(first_at_s)
         got = await asyncio.wait_for(asyncio.gather(*(b.submit(i) for i in range(requests))),
                                      timeout_s)
         await b.close()
-        return f"answered after {1000 * loop.time():.0f} ms: {list(got)}"
+        return answered(loop, got)
 
     return {"tutorial, without start_batching": sim.run(lambda: tutorial(False)),
             "tutorial, with start_batching in the background": sim.run(lambda: tutorial(True)),

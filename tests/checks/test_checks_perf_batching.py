@@ -1,13 +1,18 @@
 """Chapter 06's batching exercise (labkit/checks/perf_batching.py): the reference passes run
 after run, each known-wrong answer is rejected for its own reason, unusual right answers pass,
 the untouched skeleton gets the standard message, and an answer that blocks comes back."""
+import asyncio
 import random
+import threading
+import time
 
-from labkit import checks
+import pytest
+
+from labkit import checks, sim
 from labkit.checks import evaluate, perf_batching
 from check_corpus import corpus_tests
 from test_checks_sync import _define
-from wrong_answers import RIGHT, WHY, WRONG
+from wrong_answers import BLOCKING, RIGHT, WHY, WRONG
 
 MINE = ("06.collect_batch",)
 
@@ -16,7 +21,11 @@ SKELETONS = {
 async def collect_batch(queue, max_batch, max_wait_s):
     """The next batch from `queue` (an asyncio.Queue): wait for the first item, then take
     more until the batch holds max_batch items or max_wait_s seconds have passed since the
-    first one was taken; return the items as a list, in the order they arrived."""
+    first one was taken. Items already in the queue go in without waiting, up to max_batch
+    (at max_wait_s=0, returning just the first item is accepted too: on Python 3.11,
+    asyncio.wait_for(queue.get(), 0) times out even when an item is waiting); items beyond
+    max_batch stay in the queue. Return the items as a new list (a tuple works too), in the
+    order they arrived."""
     # your code here
     raise NotImplementedError
 ''',
@@ -54,17 +63,57 @@ def test_expected_rule_on_a_hand_worked_case():
         [(0.0, ["a", "b", "c"]), (0.011, ["d", "e"]), (0.025, ["f"])]
 
 
-def test_a_blocking_answer_gets_a_message_not_a_hang(run):
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("what, source, fragment", [b[1:] for b in BLOCKING if b[0] in MINE],
+                         ids=[b[1] for b in BLOCKING if b[0] in MINE])
+def test_a_blocking_answer_is_stopped_and_leaves_no_thread(run, what, source, fragment):
+    # The virtual loop is stepped on the check's own thread, so the guard's watchdog stops
+    # an answer that never awaits; asyncio.run comes back and no thread is left behind.
+    before = set(threading.enumerate())
+    t0 = time.monotonic()
+    result = run(evaluate("06.collect_batch", _define(source), timeout_s=20.0, blocked_s=0.5))
+    assert time.monotonic() - t0 < 15
+    assert not result.passed and fragment in result.message, result.message
+    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+def test_a_slow_blocking_answer_is_named_and_stopped(run, monkeypatch):
     source = '''
 async def collect_batch(queue, max_batch, max_wait_s):
-    time.sleep(3)
+    time.sleep(0.3)
     return [await queue.get()]
 '''
-    perf_batching_limit = perf_batching._REAL_LIMIT_S
-    perf_batching._REAL_LIMIT_S = 1.0
-    try:
-        result = run(evaluate("06.collect_batch", _define(source)))
-    finally:
-        perf_batching._REAL_LIMIT_S = perf_batching_limit
-    assert not result.passed and "time.sleep" in result.message
+    monkeypatch.setattr(perf_batching, "_REAL_LIMIT_S", 0.5)
+    result = run(evaluate("06.collect_batch", _define(source)))
+    assert not result.passed and "time.sleep blocks the event loop" in result.message
 
+
+def test_reference_takes_items_already_waiting_when_max_wait_is_zero():
+    ref = checks.EXERCISES["06.collect_batch"].reference
+
+    async def main():
+        queue = asyncio.Queue()
+        for x in range(5):
+            queue.put_nowait(x)
+        return [await ref(queue, 4, 0.0), await ref(queue, 4, 0.0)]
+
+    assert sim.run(main) == [[0, 1, 2, 3], [4]]
+    got = perf_batching._expected([(0.0, x) for x in range(5)], 4, 0.0)
+    assert [items for _, items, _ in got] == [[0, 1, 2, 3], [4]]
+
+
+def test_at_max_wait_zero_one_item_or_every_waiting_item_is_right_but_not_some():
+    # Python 3.11's wait_for(queue.get(), 0) times out with an item waiting; 3.12 returns it
+    arrivals = [(0.004, x) for x in (10, 11, 12, 13, 14)] + [(0.009, 15)]
+    every = [(0.004, 0.004, [10, 11, 12, 13], [], None), (0.004, 0.004, [14], [], None),
+             (0.004, 0.009, [15], [], None)]
+    one = [(0.0, 0.004, [10], [], None)] + [(0.004, 0.004, [x], [], None)
+                                            for x in (11, 12, 13, 14)] + \
+        [(0.004, 0.009, [15], [], None)]
+    for got in (every, one):
+        perf_batching._diagnose("zero", arrivals, 4, 0.0, got)
+    some = [(0.0, 0.004, [10, 11], [], None)]
+    with pytest.raises(checks.Wrong, match=r"should have returned \[10, 11, 12, 13\] \(every "
+                                           r"item already waiting, up to max_batch\) or just "
+                                           r"\[10\]"):
+        perf_batching._diagnose("zero", arrivals, 4, 0.0, some)

@@ -119,6 +119,109 @@ async def collect_batch(queue, max_batch, max_wait_s):
             break
     return batch
 '''),
+    # from a beginner tester's answers (/work/notes/reports/tb.md, B1-B9)
+    ("06.collect_batch", "drains the whole queue, then cuts the list to max_batch", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    while not queue.empty():
+        batch.append(queue.get_nowait())
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), remaining))
+        except asyncio.TimeoutError:
+            break
+    return batch[:max_batch]
+'''),
+    ("06.collect_batch", "asyncio.wait on a get() task that is never cancelled", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        getter = asyncio.ensure_future(queue.get())
+        done, _ = await asyncio.wait({getter}, timeout=deadline - loop.time())
+        if not done:
+            break
+        batch.append(getter.result())
+    return batch
+'''),
+    ("06.collect_batch", "returns [batch], a list of lists", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+        except asyncio.TimeoutError:
+            break
+    return [batch]
+'''),
+    ("06.collect_batch", "an async generator (yield batch)", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+        except asyncio.TimeoutError:
+            break
+    yield batch
+'''),
+    ("06.collect_batch", "time.sleep(max_wait_s), then drains the queue", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    batch = [await queue.get()]
+    time.sleep(max_wait_s)
+    while len(batch) < max_batch and not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
+'''),
+    ("06.collect_batch", "spins on get_nowait and asyncio.sleep(0)", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch and loop.time() < deadline:
+        try:
+            batch.append(queue.get_nowait())
+        except asyncio.QueueEmpty:
+            await asyncio.sleep(0)
+    return batch
+'''),
+    ("06.collect_batch", "reuses one module-level list", '''
+_batch = []
+
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    _batch.clear()
+    _batch.append(await queue.get())
+    deadline = loop.time() + max_wait_s
+    while len(_batch) < max_batch:
+        if not queue.empty():
+            _batch.append(queue.get_nowait())
+            continue
+        try:
+            _batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+        except asyncio.TimeoutError:
+            break
+    return _batch
+'''),
+    ("06.collect_batch", "a plain def that takes what is queued", '''
+def collect_batch(queue, max_batch, max_wait_s):
+    batch = []
+    while len(batch) < max_batch:
+        try:
+            batch.append(queue.get_nowait())
+        except asyncio.QueueEmpty:
+            break
+    return batch
+'''),
 ]
 
 WHY = {
@@ -133,9 +236,50 @@ WHY = {
     "de-duplicates with a set": "duplicate item",
     "lets the TimeoutError escape": "raised TimeoutError",
     "a deadline on the wall clock (time.monotonic)": "reads the wall clock (time.monotonic()",
+    "drains the whole queue, then cuts the list to max_batch":
+        "leave the rest in the queue for the next call",
+    "asyncio.wait on a get() task that is never cancelled":
+        "did a queue.get() keep running after your timeout?",
+    "returns [batch], a list of lists": "returned a list of lists",
+    "an async generator (yield batch)": "is an async generator (it uses `yield`)",
+    "time.sleep(max_wait_s), then drains the queue":
+        "time.sleep blocks the event loop",
+    "spins on get_nowait and asyncio.sleep(0)":
+        "awaits only asyncio.sleep(0), which lets no time pass",
+    "reuses one module-level list": "returned the very same list object twice",
+    "a plain def that takes what is queued": "make it an `async def`",
 }
 
 RIGHT = [
+    # at max_wait_s = 0 both one item and every item already waiting are right (Python 3.11's
+    # wait_for(queue.get(), 0) times out even with an item waiting; 3.12 returns it)
+    ("06.collect_batch", "checks the deadline before taking queued items (one item at max_wait_s 0)", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), remaining))
+        except asyncio.TimeoutError:
+            break
+    return batch
+'''),
+    ("06.collect_batch", "wait_for on the time left, nothing taken without waiting", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+        except asyncio.TimeoutError:
+            break
+    return batch
+'''),
     ("06.collect_batch", "asyncio.timeout around the filling loop", '''
 async def collect_batch(queue, max_batch, max_wait_s):
     batch = [await queue.get()]
@@ -186,4 +330,69 @@ async def collect_batch(queue, max_batch, max_wait_s):
         pass
     return batch
 '''),
+]
+
+_BODY = '''
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        if not queue.empty():
+            batch.append(queue.get_nowait())
+            continue
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+        except asyncio.TimeoutError:
+            break
+    return batch
+'''
+
+RIGHT += [
+    ("06.collect_batch", "an async def behind a functools.wraps decorator", '''
+import functools
+
+def logged(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+@logged
+async def collect_batch(queue, max_batch, max_wait_s):''' + _BODY),
+    ("06.collect_batch", "a plain def that returns a coroutine", '''
+async def _collect(queue, max_batch, max_wait_s):''' + _BODY + '''
+def collect_batch(queue, max_batch, max_wait_s):
+    return _collect(queue, max_batch, max_wait_s)
+'''),
+    ("06.collect_batch", "an object with an async __call__", '''
+class _Collector:
+    async def __call__(self, queue, max_batch, max_wait_s):''' + _BODY.replace("\n    ", "\n        ") + '''
+collect_batch = _Collector()
+'''),
+    ("06.collect_batch", "a functools.partial with a keyword default", '''
+import functools
+
+async def _collect(queue, max_batch, max_wait_s, *, clock_name="time"):''' + _BODY + '''
+collect_batch = functools.partial(_collect, clock_name="time")
+'''),
+]
+
+BLOCKING = [
+    # (exercise id, short name, source, fragment of the message)
+    ("06.collect_batch", "busy-waits on loop.time() without awaiting", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch and loop.time() < deadline:
+        if not queue.empty():
+            batch.append(queue.get_nowait())
+    return batch
+''', "blocked the event loop"),
+    ("06.collect_batch", "time.sleep(100)", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    batch = [await queue.get()]
+    time.sleep(100)
+    return batch
+''', "blocked the event loop"),
 ]

@@ -52,7 +52,24 @@ def test_tutorial_batcher_never_sends_a_partial_batch_by_itself():
     out = batching.tutorial_partial_batch_lesson(requests=3, batch_size=5, timeout_s=2.0)
     without, with_loop, fixed = out.values()
     assert without.startswith("TimeoutError") and "3 requests never sent" in without
-    assert with_loop.startswith("answered") and fixed.startswith("answered after 55 ms")
+    assert with_loop.startswith("answered at 55 ms, 55 ms after")
+    assert fixed.startswith("answered at 55 ms, 55 ms after")
+
+
+@pytest.mark.parametrize("first_at_s, tutorial_wait_ms", [(0.030, 25), (0.049, 6), (0.060, 45)])
+def test_the_tutorials_loop_sends_on_its_own_cycle_the_batcher_from_the_first_item(
+        first_at_s, tutorial_wait_ms):
+    # loop cycle 50 ms (+ 5 ms lookup inside it), lookup 5 ms; labkit's Batcher: 50 + 5 ms
+    out = batching.tutorial_partial_batch_lesson(first_at_s=first_at_s, timeout_s=2.0)
+    without, with_loop, fixed = out.values()
+    assert without.startswith("TimeoutError")
+    assert f", {tutorial_wait_ms} ms after the requests arrived" in with_loop
+    assert ", 55 ms after the requests arrived" in fixed and "['user 0', 'user 1', 'user 2']" in fixed
+
+
+def test_the_lesson_checks_its_arguments():
+    with pytest.raises(ValueError, match="first_at_s"):
+        batching.tutorial_partial_batch_lesson(first_at_s=-0.01)
 
 
 def test_real_batch_get_reads_everything_with_few_requests(run):
