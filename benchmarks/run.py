@@ -26,7 +26,7 @@ def main() -> None:
     sim = pathlib.Path(__file__).with_name("bench_sim.py")
     if sim.exists():
         import bench_sim
-        print("\n[3] virtual-time simulator vs SimPy (bench_sim.py)")
+        print("\n[3] virtual-time simulator vs SimPy, and M/M/1 at rho = 0.8 (bench_sim.py)")
         bench_sim.main(["--quick"] if quick else [])
     import asyncio
 
@@ -40,21 +40,21 @@ def main() -> None:
     print("\n[6] codecs: bytes and µs per encode + decode vs stdlib JSON (bench_codecs.py)")
     bench_codecs.main(["--quick"] if quick else [])
     import bench_pooling
-    print("\n[pooling] pooled keep-alive session vs a new connection per request (bench_pooling.py)")
+    print("\n[7] pooled keep-alive session vs a new connection per request (bench_pooling.py)")
     bench_pooling.main(["--quick"] if quick else [])
     import bench_cache
-    print("\n[cache] single-flight: backend calls for 1,000 concurrent misses (bench_cache.py)")
+    print("\n[8] single-flight: backend calls for 1,000 concurrent misses (bench_cache.py)")
     bench_cache.main(["--quick"] if quick else [])
     import bench_recorder
-    print("\n[recorder] ns per record, percentile error, speed vs the tutorial's collector "
+    print("\n[9] ns per record, percentile error, speed vs the tutorial's collector "
           "(bench_recorder.py)")
     bench_recorder.main(["--quick"] if quick else [])
     import bench_hedging
-    print("\n[hedging] The Tail at Scale: p99/p99.9 with and without hedging vs the paper "
+    print("\n[10] The Tail at Scale: p99/p99.9 with and without hedging vs the paper "
           "(bench_hedging.py)")
     bench_hedging.main(["--quick"] if quick else [])
     import bench_tracing
-    print("\n[tracing] overhead per request traced vs untraced, labkit vs the OTel SDK "
+    print("\n[11] overhead per request traced vs untraced, labkit vs the OTel SDK "
           "(bench_tracing.py)")
     bench_tracing.main(["--quick"] if quick else [])
 
