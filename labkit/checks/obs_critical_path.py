@@ -19,39 +19,56 @@ def slowest_on_critical_path(spans):
     for s in spans:
         children.setdefault(s.parent_id, []).append(s)
     root = next(s for s in spans if s.parent_id is None)
+    window = {root.span_id: (root.start_s, root.end_s)}
+    todo = [root]
+    while todo:                          # clip every child to its parent's window (Jaeger)
+        span = todo.pop()
+        lo, hi = window[span.span_id]
+        for c in children.get(span.span_id, []):
+            if c.start_s < hi or c.end_s <= hi:   # else it started after its parent ended
+                window[c.span_id] = (max(c.start_s, lo), min(c.end_s, hi))
+                todo.append(c)
 
-    def self_time(span):                 # duration minus the union of the children's intervals
+    def kids(span):                      # the children inside the span's window
+        return [c for c in children.get(span.span_id, []) if c.span_id in window]
+
+    def self_time(span):                 # its window minus the union of the children's windows
+        lo, hi = window[span.span_id]
         covered, run_start, run_end = 0.0, None, None
-        for c in sorted(children.get(span.span_id, []), key=lambda c: c.start_s):
-            if run_end is None or c.start_s > run_end:
+        for a, b in sorted(window[c.span_id] for c in kids(span)):
+            if run_end is None or a > run_end:
                 if run_end is not None:
                     covered += run_end - run_start
-                run_start, run_end = c.start_s, c.end_s
+                run_start, run_end = a, b
             else:
-                run_end = max(run_end, c.end_s)
+                run_end = max(run_end, b)
         if run_end is not None:
             covered += run_end - run_start
-        return span.duration_s - covered
+        return (hi - lo) - covered
 
     on_path = []
 
     def walk(span):                      # from the span's end back to its start
         on_path.append(span)
-        t = span.end_s
-        for c in sorted(children.get(span.span_id, []), key=lambda c: -c.end_s):
-            if c.end_s <= t:             # the last child to finish before t: waited for
+        t = window[span.span_id][1]
+        for c in sorted(kids(span), key=lambda c: -window[c.span_id][1]):
+            start, end = window[c.span_id]
+            if end <= t:                 # the last child to finish before t: waited for
                 walk(c)
-                t = c.start_s            # only a child done before this one started is next
+                t = start                # only a child done before this one started is next
 
     walk(root)
     return max(on_path, key=self_time).span_id
 
 
-_HINT = ("Walk back from the root's end: at each span take the child that finished last "
-         "before the time you are at, walk into it, then continue from that child's start "
-         "(sequential children are all on the path; a parallel child that finished earlier is "
-         "not). Then compare the self times (duration minus the time covered by children, "
-         "overlaps counted once) of the spans you visited.")
+_HINT = ("Find the root (parent_id is None) and clip every span to its parent's window (a child "
+         "that ran on after its parent ended counts up to the parent's end; one that started "
+         "after it is left out). Walk back from the root's end: at each span take the child "
+         "that finished last before the time you are at, walk into it, then continue from that "
+         "child's start (sequential children are all on the path; a parallel child that "
+         "finished earlier is not). Then compare the self times (window minus the time covered "
+         "by children, overlaps counted once) of the spans you visited, the root included, and "
+         "return that span's span_id.")
 
 _CALLS = (("orders", "POST /orders"), ("inventory", "GET /items/{id}"),
           ("inventory", "SELECT stock"), ("payments", "POST /charge"), ("payments", "call bank"),
@@ -66,8 +83,13 @@ _UNIT_S = 1e-4                      # times are drawn in whole tenths of a milli
 
 
 def _trace(rng) -> list:
-    """One trace, times in tenths of a millisecond."""
+    """One trace, times in tenths of a millisecond. Now and then a span also makes a call it
+    does not wait for: one that runs on after the span ends, or starts after it ended."""
     tid, out = _hex(rng, 32), []
+
+    def rec(sid, parent_id, name, service, start, end, depth):
+        out.append(SpanRecord(tid, sid, parent_id, name, service, "internal" if depth else
+                              "server", start * _UNIT_S, end * _UNIT_S, "ok", {}, ()))
 
     def build(start: int, depth: int, parent_id) -> int:
         sid = _hex(rng, 16)
@@ -84,34 +106,45 @@ def _trace(rng) -> list:
             t += rng.choice((0, 0, rng.randint(10, 250)))        # back to back, or a pause
         end = t + (rng.choice((rng.randint(10, 100), rng.randint(200, 700))) if kids
                    else rng.randint(50, 1200))
-        out.append(SpanRecord(tid, sid, parent_id, name, service, "internal" if depth else
-                              "server", start * _UNIT_S, end * _UNIT_S, "ok", {}, ()))
+        rec(sid, parent_id, name, service, start, end, depth)
+        if depth < 3 and len(out) < 11 and rng.random() < 0.3:     # not waited for
+            a = rng.randint(max(start + 1, end - 400), end - 1) if rng.random() < 0.7 else \
+                end + rng.randint(1, 100)                          # outlives it / detached
+            rec(_hex(rng, 16), sid, "consume message", "notifications", a,
+                max(a, end) + rng.randint(20, 1500), depth + 1)
         return end
 
     build(0, 0, None)
     return out
 
 
-def _parallel_trap(rng) -> list:
-    """Two calls in parallel: a slow one with no children finishes first (largest self time of
-    the trace, off the path), the other makes two calls in a row and finishes last."""
+def _trap(rng, kind: str) -> list:
+    """A hand-shaped trace (ms, jittered) that separates mistakes random traces rarely do:
+    "parallel" a slow call with no children finishes first (largest self time, off the
+    path) while the other makes two calls in a row; "path time" a span with more time on the
+    path than the span with the most self time; "outlives" a call that runs on after its
+    parent ended (clipped, it leaves the parent the largest self time); "outlives on path" a
+    call that outlives the root and is the path's largest self time once clipped."""
     tid = _hex(rng, 32)
-    root, a, b, b1, b2 = (_hex(rng, 16) for _ in range(5))
-    t0 = rng.randint(1, 5)
-    a_end = t0 + rng.randint(90, 130)
-    b1_end = t0 + 2 + rng.randint(40, 60)
-    b2_end = b1_end + rng.randint(0, 3) + rng.randint(45, 70)
-    b_end = max(b2_end, a_end) + rng.randint(2, 8)
-    end = b_end + rng.randint(1, 6)
-
-    def rec(sid, parent, name, service, start, stop):
-        return SpanRecord(tid, sid, parent, name, service, "server" if parent is None else
-                          "internal", start / 1000, stop / 1000, "ok", {}, ())
-    return [rec(root, None, "POST /orders", "orders", 0, end),
-            rec(a, root, "GET /price", "pricing", t0, a_end),
-            rec(b, root, "GET /items/{id}", "inventory", t0 + 1, b_end),
-            rec(b1, b, "SELECT stock", "inventory", t0 + 2, b1_end),
-            rec(b2, b, "call supplier", "inventory", b2_end - rng.randint(45, 60), b2_end)]
+    j = (lambda: rng.randint(0, 3))
+    shapes = {
+        "parallel": [(None, "POST /orders", 0, 150 + j()), (0, "GET /price", 3, 120 + j()),
+                     (0, "GET /items/{id}", 4, 143 + j()), (2, "SELECT stock", 6, 55 + j()),
+                     (2, "call supplier", 62 + j(), 125 + j())],
+        "path time": [(None, "POST /orders", 0, 123 + j()), (0, "GET /price", 5, 117 - j()),
+                      (0, "GET /items/{id}", 6, 122), (2, "SELECT stock", 7, 48 + j()),
+                      (2, "call supplier", 43 - j(), 95 + j())],
+        "outlives": [(None, "POST /orders", 0, 100 + j()), (0, "GET /items/{id}", 10 - j(), 80),
+                     (1, "consume message", 75 - j(), 130 + 10 * j())],
+        "outlives on path": [(None, "POST /orders", 0, 100 + j()),
+                             (0, "GET /price", 10, 70 + j()),
+                             (0, "consume message", 30 - j(), 160 + 10 * j()),
+                             (0, "SELECT stock", 2, 8 + j())],
+    }[kind]
+    ids = [_hex(rng, 16) for _ in shapes]
+    return [SpanRecord(tid, ids[i], None if p is None else ids[p], name, "svc",
+                       "server" if p is None else "internal", a / 1000, b / 1000, "ok", {}, ())
+            for i, (p, name, a, b) in enumerate(shapes)]
 
 
 def _ends_tie(spans) -> bool:
@@ -124,37 +157,88 @@ def _ends_tie(spans) -> bool:
     return False
 
 
+def _windows(top) -> dict:
+    """{span_id: (start_s, end_s)} of the nodes under `top` (its own window), each clipped to
+    its parent's, leaving out the ones that started after their parent ended (the reference's
+    rule, from any top node)."""
+    out, todo = {top.span_id: (top.span.start_s, top.span.end_s)}, [top]
+    while todo:
+        node = todo.pop()
+        lo, hi = out[node.span_id]
+        for c in node.children:
+            if c.span.start_s < hi or c.span.end_s <= hi:
+                out[c.span_id] = (max(c.span.start_s, lo), min(c.span.end_s, hi))
+                todo.append(c)
+    return out
+
+
+def _union_s(intervals) -> float:
+    covered, run_start, run_end = 0.0, None, None
+    for a, b in sorted(intervals):
+        if run_end is None or a > run_end:
+            if run_end is not None:
+                covered += run_end - run_start
+            run_start, run_end = a, b
+        else:
+            run_end = max(run_end, b)
+    return covered + (run_end - run_start if run_end is not None else 0.0)
+
+
+def _visit(top, win: dict, *, choose=None, strict: bool = False) -> list:
+    """The nodes a walk back from `top`'s end visits, in the windows `win`: at each node, of
+    the children that ended by t, `choose` one (default: the one that ended last)."""
+    choose = choose or (lambda cands: max(cands, key=lambda c: win[c.span_id][1]))
+    seen, todo = [], [(top, win[top.span_id][1])]
+    while todo:
+        node, t = todo.pop()
+        seen.append(node)
+        left = [c for c in node.children if c.span_id in win]
+        while True:
+            cands = [c for c in left if (win[c.span_id][1] < t if strict
+                                         else win[c.span_id][1] <= t)]
+            if not cands:
+                break
+            c = choose(cands)
+            left.remove(c)
+            todo.append((c, win[c.span_id][1]))
+            t = win[c.span_id][0]
+    return seen
+
+
 def _mistakes(spans):
-    """{name: the span_id that mistake returns} for one trace."""
+    """{name: the span_id that mistake returns} for one trace, in the order given."""
     tree = build_tree(spans)
     path = critical_path(tree)
-    nodes = tree.nodes
+    nodes, root = tree.nodes, tree.root
     selfs = {sid: n.self_s for sid, n in nodes.items()}
-    root = tree.root
+    clipped = _windows(root)
+    raw = {sid: (n.span.start_s, n.span.end_s) for sid, n in nodes.items()}
+    raw_self = {sid: n.span.duration_s - _union_s(raw[c.span_id] for c in n.children)
+                for sid, n in nodes.items()}
+
+    def best(seen, key=selfs):
+        return max(seen, key=lambda n: key[n.span_id]).span_id
 
     def chain(pick):
         node, seen = root, [root]
         while node.children:
             node = pick(node.children)
             seen.append(node)
-        return max(seen, key=lambda n: selfs[n.span_id]).span_id
+        return best(seen)
 
-    def strict_walk():
-        seen, stack = [], [(root, root.span.end_s)]
-        while stack:
-            node, t = stack.pop()
-            seen.append(node)
-            for c in sorted(node.children, key=lambda c: -c.span.end_s):
-                if c.span.end_s < t:
-                    stack.append((c, c.span.end_s))     # (visit order does not matter here)
-                    t = c.span.start_s
-        return max(seen, key=lambda n: selfs[n.span_id]).span_id
+    def length(sid):
+        return clipped[sid][1] - clipped[sid][0]
 
     def sum_self(sid):
-        n = nodes[sid]
-        return n.span.duration_s - sum(c.span.duration_s for c in n.children)
+        return length(sid) - sum(length(c.span_id) for c in nodes[sid].children
+                                 if c.span_id in clipped)
 
-    on_path = [sid for sid in path.critical_s]
+    first = nodes[spans[0].span_id]
+    first_win = _windows(first)
+    first_self = {sid: (first_win[sid][1] - first_win[sid][0]) - _union_s(
+        first_win[c.span_id] for c in nodes[sid].children if c.span_id in first_win)
+        for sid in first_win}
+    on_path = list(path.critical_s)
     off_path = [sid for sid in nodes if sid not in path]
     return {
         "anywhere": max(nodes, key=lambda sid: selfs[sid]),
@@ -165,9 +249,17 @@ def _mistakes(spans):
         "longest child": chain(lambda kids: max(kids, key=lambda c: c.span.duration_s)),
         "last child only": chain(lambda kids: max(kids, key=lambda c: c.span.end_s)),
         "sum of children": max(on_path, key=sum_self),
-        "strict": strict_walk(),
+        "strict": best(_visit(root, clipped, strict=True)),
         "off path": max(off_path, key=lambda sid: nodes[sid].span.duration_s)
         if off_path else root.span_id,
+        "longest finished": best(_visit(
+            root, clipped, choose=lambda cands: max(cands, key=lambda c: c.span.duration_s))),
+        "path time": max(on_path, key=lambda sid: path.critical_s[sid]),
+        "no root": max((sid for sid in on_path if sid != root.span_id),
+                       key=lambda sid: selfs[sid]),
+        "no clip": best(_visit(root, raw), raw_self),
+        "outliving skipped": best(_visit(root, raw)),
+        "first as root": best(_visit(first, first_win), first_self),
     }
 
 
@@ -195,22 +287,44 @@ _WHY = {
     "strict": "your walk skips a child that ended exactly when the next one started (back to "
               "back calls): compare with <=, a child that ended at time t was done by t",
     "off path": "it is the longest span that is NOT on the critical path",
+    "longest finished": "your walk takes, of the children that had finished by then, the "
+                        "LONGEST one; take the one that finished LAST (the one the parent was "
+                        "still waiting for)",
+    "path time": "it is the span with the most time on the critical path, but part of that "
+                 "time it was waiting on children that are off the path (calls that ran in "
+                 "parallel with a later one); rank by self time: its window minus the time "
+                 "covered by any of its children",
+    "no root": "your answer never returns the root, but the root is a span on the critical "
+               "path like any other: its own work before and after its calls is self time too",
+    "no clip": "your self time does not clip children to the span's window: a child that "
+               "ran on after its parent ended covers the parent only up to the parent's end "
+               "(and the part of a child before its parent started does not count either)",
+    "outliving skipped": "your walk never enters a child that ran on after its parent ended: "
+                         "clip it to its parent's window first; it then ends when its parent "
+                         "ends, so it is the child that finished last and its part up to "
+                         "there is on the critical path",
+    "first as root": "your walk starts from spans[0], which is not the root here: the spans "
+                     "come in any order; find the root as the span whose parent_id is None",
 }
 _ORDER = ("anywhere", "duration", "duration anywhere", "longest child", "last child only",
-          "sum of children", "strict", "off path")
+          "sum of children", "strict", "off path", "longest finished", "path time", "no root",
+          "no clip", "outliving skipped", "first as root")
+_TRAPS = ("parallel", "path time", "outlives", "outlives on path")
 
 
-def _cases(rng, max_cases: int = 12) -> list:
-    """Traces with one clear answer (2 ms ahead of the next span on the path, not the root),
-    drawn until every mistake is wrong on at least one of them and any two mistakes differ on
-    at least one (so a mistake is named only when the answer follows it, not a neighbour)."""
+def _cases(rng, max_cases: int = 14) -> list:
+    """Traces with one clear answer (2 ms ahead of the next span on the path), the hand-shaped
+    traps first, then random ones drawn until every mistake is wrong on at least one of them
+    and any two mistakes differ on at least one (so a mistake is named only when the answer
+    follows it, not a neighbour)."""
     pairs = {(a, b) for i, a in enumerate(_ORDER) for b in _ORDER[i + 1:]} - \
         {("duration", "duration anywhere")}            # one lesson, whichever is named
     cases, uncovered = [], set(_ORDER) | pairs
-    trap_at = rng.randrange(4)
+    traps = list(_TRAPS)
+    rng.shuffle(traps)
     for _ in range(600):
-        spans = _parallel_trap(rng) if len(cases) == trap_at else _trace(rng)
-        if len(spans) < 4 or _ends_tie(spans):
+        spans = _trap(rng, traps[len(cases)]) if len(cases) < len(traps) else _trace(rng)
+        if len(spans) < 3 or _ends_tie(spans):
             continue
         tree = build_tree(spans)
         if len({round(s.duration_s, 9) for s in spans}) < len(spans) or \
@@ -219,16 +333,16 @@ def _cases(rng, max_cases: int = 12) -> list:
         path = critical_path(tree)
         ranked = sorted((tree.nodes[sid].self_s for sid in path.critical_s), reverse=True)
         want = slowest_on_critical_path(spans)
-        if want == tree.root.span_id or ranked[0] - ranked[1] < 0.002:
+        if len(ranked) < 2 or ranked[0] - ranked[1] < 0.002:
             continue
+        rng.shuffle(spans)
         got = _mistakes(spans)
         wrong = {k for k, v in got.items() if v != want} | \
             {(a, b) for a, b in pairs if got[a] != got[b]}
-        if wrong & uncovered or len(cases) < 4:
-            rng.shuffle(spans)
+        if wrong & uncovered or len(cases) < len(traps) + 1:
             cases.append((spans, want))
             uncovered -= wrong
-        if not uncovered and len(cases) >= 6 or len(cases) >= max_cases:
+        if not uncovered and len(cases) >= 8 or len(cases) >= max_cases:
             break
     return cases
 
@@ -252,12 +366,13 @@ def check_slowest_on_critical_path(impl) -> None:
         got = plain(impl(given), "`slowest_on_critical_path` only reads the spans: make it a "
                                  "plain `def`, not `async def`.")
         by_id = {s.span_id: s for s in spans}
-        if isinstance(got, SpanRecord) and got.span_id in by_id:
-            got = got.span_id                       # the span itself is a fine answer too
+        if isinstance(got, SpanRecord):
+            raise Wrong(f"it returned the span itself ({got.name!r}, a SpanRecord); return its "
+                        f"span_id, a string: here the answer is {want!r}.", _HINT)
         if got != want and isinstance(got, str) and got not in by_id and \
                 got in {s.name for s in spans}:
-            raise Wrong(f"it returned {got!r}, a span's name; return its span_id (names repeat "
-                        f"can repeat across spans): here {want!r}.", _HINT)
+            raise Wrong(f"it returned {got!r}, a span's name; return its span_id (names can "
+                        f"repeat across spans): here {want!r}.", _HINT)
         if got != want and got not in by_id:
             raise Wrong(f"it returned {got!r}, which is not the span_id of any span of the "
                         f"trace; expected {want!r}.", _HINT)
@@ -273,6 +388,16 @@ def check_slowest_on_critical_path(impl) -> None:
             spans, want, got = telling[0][0]
             _explain(spans, want, got, _WHY[name])
     spans, want, got = wrong[0]
+    tree = build_tree(spans)
+    node = tree.nodes[got]
+    if all(g == max(sp, key=lambda s: s.duration_s).span_id for sp, _, g in wrong):
+        root = " (the root)" if node is tree.root else ""
+        _explain(spans, want, got, f"it is the longest span of the trace{root} by total "
+                 "duration, but a span's duration includes the time it waited for its "
+                 "children; rank the spans on the critical path by self time")
+    if all(build_tree(sp).nodes[g].after_parent for sp, _, g in wrong):
+        _explain(spans, want, got, "it started after its parent had ended: nobody waited for "
+                 "it, so it is never on the critical path")
     _explain(spans, want, got, None)
 
 

@@ -2,8 +2,9 @@
 rule that keeps every error trace and every slow trace, and spends a span budget on the rest.
 
 The check plays one collector window: a budget of spans, then a stream of finished traces
-(fast, failed somewhere in the tree, failed at the root, slow, slow only because a consumer
-ran on after the root returned, fast but with many nested spans). Before each trace it calls
+(fast, failed somewhere in the tree, failed at the root, slow, slow with every call done
+early, slow only because a consumer ran on after the root returned (one where no single span
+is slow), fast but with many nested spans; spans shuffled). Before each trace it calls
 ``keep_trace(spans, slow_ms, spans_left)`` with what is left of the budget after the traces
 your function kept so far, as a collector would. Every decision is compared with the rule;
 a message names a known mistake only if your decisions match it on every trace where it
@@ -40,8 +41,9 @@ def _hex(rng, n: int) -> str:
 def _make(rng, kind: str, slow_ms: float, n_spans: int | None = None) -> list:
     """A trace of one kind; times in ms, at least 5 ms away from slow_ms either side."""
     tid, root_id = _hex(rng, 32), _hex(rng, 16)
-    slow = kind in ("slow", "async slow")
-    root_ms = rng.uniform(slow_ms + 5, slow_ms * 2) if kind == "slow" else \
+    slow = kind in ("slow", "async slow", "async short", "slow tail")
+    root_ms = rng.uniform(slow_ms + 5, slow_ms * 2) if kind in ("slow", "slow tail") else \
+        rng.uniform(slow_ms * 0.6, slow_ms * 0.75) if kind == "async short" else \
         rng.uniform(slow_ms * 0.5, slow_ms * 0.8) if kind == "nested" else \
         rng.uniform(slow_ms * 0.2, slow_ms * 0.8)
     n = n_spans or rng.randint(2, 9)
@@ -55,14 +57,17 @@ def _make(rng, kind: str, slow_ms: float, n_spans: int | None = None) -> list:
             parent = sid
     else:
         t = rng.uniform(0.5, 2)
-        step = root_ms / n
+        step = (slow_ms * 0.5 if kind == "slow tail" else root_ms) / n   # tail: calls end early
         for _ in range(n - 1):
             d = rng.uniform(step * 0.3, step * 0.9)
             spans.append((_hex(rng, 16), root_id, t, t + d))
             t += step
-    if kind == "async slow":                      # a consumer ends after slow_ms, root was fast
+    if kind == "async slow":                      # a consumer longer than slow_ms, root fast
         sid, start = spans[-1][0], root_ms + rng.uniform(1, 5)
-        spans[-1] = (sid, root_id, start, slow_ms + rng.uniform(5, slow_ms))
+        spans[-1] = (sid, root_id, start, start + slow_ms + rng.uniform(5, slow_ms * 0.5))
+    if kind == "async short":                     # slow end to end, yet no span is: the
+        sid, start = spans[-1][0], root_ms + rng.uniform(1, 5)    # consumer is the shorter
+        spans[-1] = (sid, root_id, start, slow_ms + rng.uniform(5, slow_ms * 0.1))
     failed = {"error": spans[rng.randrange(len(spans))][0] if spans else root_id,
               "root error": root_id}.get(kind)
     out = [SpanRecord(tid, root_id, None, "POST /checkout", "gateway", "server", 0.0,
@@ -71,10 +76,14 @@ def _make(rng, kind: str, slow_ms: float, n_spans: int | None = None) -> list:
     for sid, parent, a, b in spans:
         status = "error" if sid == failed else "ok"
         out.append(SpanRecord(tid, sid, parent, rng.choice(names), "svc", "consumer"
-                              if kind == "async slow" and sid == spans[-1][0] else "internal",
+                              if kind in ("async slow", "async short") and sid == spans[-1][0]
+                              else "internal",
                               a / 1000, b / 1000, status,
                               {"error.type": "HTTP 503"} if status == "error" else {}, ()))
     assert slow == ((max(s.end_s for s in out) - min(s.start_s for s in out)) * 1000 > slow_ms)
+    assert kind != "async slow" or max(s.duration_s for s in out) * 1000 > slow_ms + 5
+    assert kind != "async short" or max(s.duration_s for s in out) * 1000 < slow_ms - 5
+    assert kind != "slow tail" or max(s.end_s for s in out if s.parent_id) * 1000 < slow_ms - 5
     rng.shuffle(out)
     return out
 
@@ -92,6 +101,11 @@ def _fits(spans, left):
     return len(spans) <= left
 
 
+def _last_started_ms(spans):
+    ordered = sorted(spans, key=lambda s: s.start_s)
+    return (ordered[-1].end_s - ordered[0].start_s) * 1000
+
+
 def _root(spans):
     return next(s for s in spans if s.parent_id is None)
 
@@ -99,10 +113,9 @@ def _root(spans):
 _MISTAKES = {
     "errors within budget": (
         lambda sp, slow, left: _dur_ms(sp) > slow or _fits(sp, left),
-        "a trace with a failed span was dropped because it did not fit in the budget: errors "
-        "are what you keep traces for, keep a trace whenever any span has status \"error\", "
-        "whatever spans_left says (sampling them like the rest loses exactly the traces you "
-        "will look for)"),
+        "span {failed} has status \"error\" and the trace was dropped (it did not fit in "
+        "spans_left): errors are what you keep traces for; test s.status == \"error\" on every "
+        "span and keep the trace if any matches, whatever spans_left says"),
     "root status only": (
         lambda sp, slow, left: _root(sp).status == "error" or _dur_ms(sp) > slow
         or _fits(sp, left),
@@ -120,8 +133,20 @@ _MISTAKES = {
         "although the trace took less end to end (latest end minus earliest start)"),
     "seconds vs ms": (
         lambda sp, slow, left: _err_any(sp) or _dur_ms(sp) / 1000 > slow or _fits(sp, left),
-        "start_s and end_s are seconds and slow_ms is milliseconds: multiply by 1000 before "
-        "comparing"),
+        "a trace {dur_ms:.0f} ms end to end (more than slow_ms) was dropped because it did not "
+        "fit in spans_left: keep a slow trace whatever the budget, measured as the latest end_s "
+        "minus the earliest start_s (seconds, so multiply by 1000 before comparing with "
+        "slow_ms)"),
+    "longest span": (
+        lambda sp, slow, left: _err_any(sp) or max(s.duration_s for s in sp) * 1000 > slow
+        or _fits(sp, left),
+        "you timed the longest single span: no span of this trace lasted slow_ms, but from "
+        "its first start to its last end it took {dur_ms:.0f} ms (work ran on after the root "
+        "returned); take the latest end_s minus the earliest start_s"),
+    "last started": (
+        lambda sp, slow, left: _err_any(sp) or _last_started_ms(sp) > slow or _fits(sp, left),
+        "you measured up to the end of the span that started last, but another span ended "
+        "later: take the latest end_s (max over all spans), minus the earliest start_s"),
     "no budget": (
         lambda sp, slow, left: True,
         "you kept a trace that does not fit in the budget (spans_left); keep the others only "
@@ -138,8 +163,10 @@ _MISTAKES = {
 
 def _kinds(rng) -> tuple[list, list]:
     """The kinds of the window's first traces, and of its last ones (after the budget ran out)."""
-    first = ["fast"] * 4 + ["error", "slow", "nested", "root error", "async slow", "fast"]
-    last = ["error", "async slow", "nested", "slow", "fast", "root error", "error", "fast"]
+    first = ["fast"] * 4 + ["error", "slow", "nested", "root error", "async slow", "fast",
+                            "slow tail", "async short"]
+    last = ["error", "async slow", "nested", "slow", "fast", "root error", "error", "fast",
+            "async short", "slow tail"]
     rng.shuffle(first)
     rng.shuffle(last)
     return first, last
@@ -209,9 +236,11 @@ def _explain(call, slow_ms: float, why: str | None):
         if failed:
             why = "a trace with a failed span is always kept"
         elif _dur_ms(trace) > slow_ms:
-            why = "a trace slower than slow_ms end to end is always kept"
+            why = ("a trace slower than slow_ms end to end (latest end_s minus earliest "
+                   "start_s, times 1000) is always kept, whatever the budget")
         else:
             why = (f"a fast trace without errors is kept only if it fits: {len(trace)} spans "
                    f"{'<=' if want else '>'} spans_left={left}")
+    why = why.format(failed=repr(failed[0].name) if failed else "?", dur_ms=_dur_ms(trace))
     raise Wrong(f"keep_trace(<trace: {', '.join(facts)}>, slow_ms={slow_ms:g}, "
                 f"spans_left={left}) returned {got}, expected {want}: {why}.", _HINT)

@@ -7,27 +7,29 @@ did?"; `self_times` says how much of each span was spent in the span itself.
 
 Definitions (the ones Jaeger's critical path and Uber's CRISP use):
 
-- **Self time** of a span: its duration minus the time covered by at least one of its
-  children (the union of the children's intervals, clipped to the span), so parallel children
-  are not subtracted twice. It is the time the span's own code ran (or waited on something
-  that has no span).
+- **Window** of a span: its start to its end, clipped to its parent's (clipped) window, as
+  Jaeger's critical path does (``sanitizeOverFlowingChildren``). A child that outlived its
+  parent (a consumer still running when the producer returned) counts only up to the parent's
+  end; a child that starts at or after its parent's end (or ends before it starts) is
+  *detached* (``after_parent``), with its whole subtree: an empty window, the caller of the
+  root did not wait for it. Detached spans are still in the tree, drawn on the waterfall, and
+  ``TraceTree.end_s`` (the latest end of any span) shows how long the trace ran in total.
+- **Self time** of a span: the part of its window covered by none of its children's windows
+  (overlapping children counted once, not subtracted twice). It is the time the span's own
+  code ran (or waited on something that has no span). Detached spans have none.
 - **Critical path**: the chain of span segments that determined the root's end-to-end latency.
-  Walk backwards from the root's end, time ``t = root.end``. At a span, among its children that
-  ended at or before ``t``, take the one that ended last (the last finishing child, LFC: the
-  one the span was waiting for); the span itself is critical from that child's end to ``t``;
-  walk into the child (with ``t = child.end``); when back, continue in the span with
-  ``t = child.start``, so only a child that had ended by the time the previous one started can
-  be next (sequential children are all on the path, parallel ones that finished earlier are
+  Walk backwards from the root's end, time ``t = root.end``. At a span, among its children
+  whose window ended at or before ``t``, take the one that ended last (the last finishing
+  child, LFC: the one the span was waiting for); the span itself is critical from that child's
+  end to ``t``; walk into the child (with ``t = child.end``); when back, continue in the span
+  with ``t = child.start``, so only a child that had ended by the time the previous one started
+  can be next (sequential children are all on the path, parallel ones that finished earlier are
   not: they were waited for by nobody). When no child is left, the span is critical from its
   start to ``t``. Ties (children ending at the same instant): the one that started first.
-  Every span on the path is covered from its (clipped) end back to its start, by itself or its
-  descendants, so all of an on-path span's self time lies on the critical path.
-- **Work that outlived its parent** (a consumer that handles a message after the producer
-  returned, a fire-and-forget call): the root's caller did not wait for it, so it cannot have
-  determined the root's latency. Children are clipped to their parent's (clipped) window, as
-  Jaeger does; a child that starts at or after its parent's end is *detached* (``after_parent``)
-  and never on the critical path. Its subtree is still in the tree, drawn on the waterfall,
-  and ``TraceTree.end_s`` (the latest end of any span) shows how long the trace ran in total.
+  A child that outlived its parent ends (clipped) at the parent's end, so it is the child the
+  parent finished last and its clipped part is on the path; a detached child never is. Every
+  span on the path is covered from its end back to its start, by itself or its descendants,
+  so all of an on-path span's self time lies on the critical path.
 - **Orphans**: a span whose parent is not among the spans (lost, sampled away, still running)
   is attached to the root with ``orphan=True``, so it is shown and counted, not dropped.
 
@@ -44,7 +46,8 @@ __all__ = ["SpanNode", "TraceTree", "CriticalPath", "build_tree", "self_times", 
 @dataclass(eq=False)
 class SpanNode:
     """One span in the tree. `start_s`/`end_s` are its window clipped to its parent's (equal to
-    the span's own unless it overflowed its parent); `after_parent` marks detached async work."""
+    the span's own unless it overflowed its parent; empty, at the parent's end, for detached
+    async work, which `after_parent` marks); `self_s` is measured in that window."""
     span: object
     depth: int = 0
     children: list = field(default_factory=list)   # SpanNodes, by start time
@@ -178,22 +181,20 @@ def _place(root: SpanNode) -> None:
 
 
 def _self_time(node: SpanNode) -> float:
-    """The span's own duration minus the union of its children's intervals inside it."""
-    lo, hi = node.span.start_s, node.span.end_s
+    """The span's window minus the union of its (attached) children's windows."""
     covered, run_start, run_end = 0.0, None, None
-    for c in sorted(node.children, key=lambda c: c.span.start_s):
-        s, e = max(c.span.start_s, lo), min(c.span.end_s, hi)
-        if e <= s:
+    for c in sorted(node.children, key=lambda c: c.start_s):
+        if c.after_parent or c.end_s <= c.start_s:
             continue
-        if run_end is None or s > run_end:
+        if run_end is None or c.start_s > run_end:
             if run_end is not None:
                 covered += run_end - run_start
-            run_start, run_end = s, e
+            run_start, run_end = c.start_s, c.end_s
         else:
-            run_end = max(run_end, e)
+            run_end = max(run_end, c.end_s)
     if run_end is not None:
         covered += run_end - run_start
-    return max(0.0, (hi - lo) - covered)
+    return max(0.0, (node.end_s - node.start_s) - covered)
 
 
 def _tree(spans_or_tree) -> TraceTree:

@@ -13,6 +13,7 @@ from labkit.checks import obs_sampling as samp
 from labkit.checks import obs_traceparent as tpc
 from labkit.obs import critical_path as lib_cp
 from labkit.obs.traceparent import parse_traceparent as labkit_parse
+from labkit.obs.tracing import SpanRecord
 from check_corpus import corpus_tests
 from test_checks_sync import _define
 from wrong_answers import RIGHT, WHY, WRONG
@@ -108,13 +109,44 @@ def test_traceparent_cases_agree_with_labkits_parser(seed):
 @pytest.mark.parametrize("seed", range(6))
 def test_critical_path_cases_have_one_answer_and_tell_every_mistake(seed):
     cases = cp._cases(random.Random(seed))
-    told = set()
+    told, roots, outliving = set(), 0, 0
     for spans, want in cases:
         assert lib_cp.slowest_on_critical_path(spans).span_id == want
         assert cp.slowest_on_critical_path(spans) == want
-        assert want != lib_cp.build_tree(spans).root.span_id
+        tree = lib_cp.build_tree(spans)
+        roots += want == tree.root.span_id
+        outliving += any(n.span.end_s > n.end_s for n in tree.nodes.values())
         told |= {k for k, v in cp._mistakes(spans).items() if v != want}
     assert told == set(cp._ORDER)
+    assert roots >= 1 and outliving >= 2       # the root can be the answer; clipping matters
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_library_and_reference_agree_on_random_traces_with_outliving_children(seed):
+    spans = cp._trace(random.Random(seed))
+    tree = lib_cp.build_tree(spans)
+    assert cp.slowest_on_critical_path(spans) in {
+        sid for sid, n in tree.nodes.items()
+        if sid in lib_cp.critical_path(tree) and
+        n.self_s == max(tree.nodes[x].self_s for x in lib_cp.critical_path(tree).critical_s)}
+    path = lib_cp.critical_path(tree)
+    assert sum(path.critical_s.values()) == pytest.approx(tree.root.span.duration_s)
+    for sid, on_path_s in path.critical_s.items():         # all its self time is on the path
+        assert tree.nodes[sid].self_s <= on_path_s + 1e-9
+    assert all(n.self_s == 0 for n in tree.nodes.values() if n.after_parent)
+
+
+def test_the_testers_outliving_traces_agree_everywhere():
+    def sp(i, p, a, b):
+        return SpanRecord("0" * 31 + "1", i, p, i, "svc", "internal", a / 1000, b / 1000, "ok",
+                          {}, ())
+    t1 = [sp("root", None, 0, 60), sp("A", "root", 5, 50), sp("pub", "root", 50, 52),
+          sp("consumer", "pub", 51, 200)]
+    t2 = [sp("root", None, 0, 100), sp("B", "root", 10, 80), sp("C", "B", 75, 130)]
+    for trace, want in ((t1, "A"), (t2, "B")):
+        assert cp.slowest_on_critical_path(trace) == want
+        assert lib_cp.slowest_on_critical_path(trace).span_id == want
+    assert lib_cp.self_times(t1)["consumer"] == pytest.approx(0.001)   # clipped at pub's end
 
 
 def test_the_critical_path_messages_state_true_facts(run):

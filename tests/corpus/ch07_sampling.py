@@ -75,15 +75,63 @@ def keep_trace(spans, slow_ms, spans_left):
         return True
     return len(spans) < spans_left
 '''),
+    ("07.keep_trace", "keep_trace: the error looked up in the attributes", '''
+def keep_trace(spans, slow_ms, spans_left):
+    if any(s.attributes.get("error") for s in spans):
+        return True
+    duration_ms = (max(s.end_s for s in spans) - min(s.start_s for s in spans)) * 1000
+    if duration_ms > slow_ms:
+        return True
+    return len(spans) <= spans_left
+'''),
+    ("07.keep_trace", "keep_trace: the budget asked before the slow test", '''
+def keep_trace(spans, slow_ms, spans_left):
+    if any(s.status == "error" for s in spans):
+        return True
+    if len(spans) > spans_left:
+        return False
+    return True
+'''),
+    ("07.keep_trace", "keep_trace: the average span duration", '''
+def keep_trace(spans, slow_ms, spans_left):
+    if any(s.status == "error" for s in spans):
+        return True
+    if sum(s.duration_s for s in spans) / len(spans) * 1000 > slow_ms:
+        return True
+    return len(spans) <= spans_left
+'''),
+    ("07.keep_trace", "keep_trace: the longest single span", '''
+def keep_trace(spans, slow_ms, spans_left):
+    if any(s.status == "error" for s in spans):
+        return True
+    if max(s.duration_s for s in spans) * 1000 > slow_ms:
+        return True
+    return len(spans) <= spans_left
+'''),
+    ("07.keep_trace", "keep_trace: sorted in place, end of the last one to start", '''
+def keep_trace(spans, slow_ms, spans_left):
+    spans.sort(key=lambda s: s.start_s)
+    if any(s.status == "error" for s in spans):
+        return True
+    if (spans[-1].end_s - spans[0].start_s) * 1000 > slow_ms:
+        return True
+    return len(spans) <= spans_left
+'''),
 ]
 
 WHY = {
     "keep_trace: errors sampled like the rest": "errors are what you keep traces for",
-    "keep_trace: the tutorial's error tag": 'any span has status "error"',
+    "keep_trace: the tutorial's error tag": 's.status == "error" on every span',
+    "keep_trace: the error looked up in the attributes": 'has status "error" and the trace '
+                                                         'was dropped',
+    "keep_trace: the budget asked before the slow test": "keep a slow trace whatever the budget",
+    "keep_trace: the average span duration": "whatever the budget",
+    "keep_trace: the longest single span": "you timed the longest single span",
+    "keep_trace: sorted in place, end of the last one to start": "the span that started last",
     "keep_trace: the root's status only": "you looked at the root's status only",
     "keep_trace: the root's duration as the trace's": "you timed the root span only",
     "keep_trace: the sum of the span durations": "you added up the spans' durations",
-    "keep_trace: seconds compared with milliseconds": "multiply by 1000",
+    "keep_trace: seconds compared with milliseconds": "multiply by 1000 before comparing",
     "keep_trace: no budget": "does not fit in the budget",
     "keep_trace: any budget left is enough": "the budget counts spans",
     "keep_trace: < instead of <= for the budget": "fits exactly",

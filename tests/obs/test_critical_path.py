@@ -86,6 +86,22 @@ def test_a_child_that_overflows_its_parent_is_clipped_to_it():
     assert build_tree(spans).nodes["call"].end_s == pytest.approx(0.1)
 
 
+def test_self_time_is_measured_in_the_clipped_windows():
+    # B runs 10-80, its child C 75-130 outlives it: C covers B only up to 80
+    spans = [sp("root", None, 0, 100), sp("B", "root", 10, 80), sp("C", "B", 75, 130)]
+    assert ms(self_times(spans)) == {"root": 30, "B": 65, "C": 5}
+    assert slowest_on_critical_path(spans).span_id == "B"
+    # a consumer still running when its producer returned: 1 ms of it counts, on the path
+    spans = [sp("root", None, 0, 60), sp("A", "root", 5, 50), sp("pub", "root", 50, 52),
+             sp("consumer", "pub", 51, 200)]
+    assert ms(self_times(spans)) == {"root": 13, "A": 45, "pub": 1, "consumer": 1}
+    assert ms(critical_path(spans).critical_s)["consumer"] == 1
+    assert slowest_on_critical_path(spans).span_id == "A"
+    # one that started after its producer returned: detached, no self time, off the path
+    spans = [sp("root", None, 0, 60), sp("pub", "root", 50, 52), sp("late", "pub", 53, 200)]
+    assert ms(self_times(spans))["late"] == 0 and "late" not in critical_path(spans)
+
+
 def test_orphans_are_attached_to_the_root_and_flagged():
     spans = [sp("root", None, 0, 100), sp("lost", "gone", 20, 90), sp("kid", "lost", 30, 40)]
     tree = build_tree(spans)
