@@ -16,7 +16,8 @@ In the virtual-time simulator (`labkit.sim`: fast, deterministic for a seed):
 On a real labkit service: `burst_lab()` sends a burst above capacity to a service whose
 `/work` route needs one of `workers` workers for `work_ms` (a finite capacity, unlike an
 injected sleep, which any number of requests can do at once), without and with shedding
-(`service.shedding`, labkit.services.shedding): p99 of the accepted requests, shed count.
+(`service.shedding`, labkit.services.shedding), with a fixed cap and with an adaptive one
+(a Gradient limit): p99 of the accepted requests, shed count, the cap.
 
 Charts: `ramp_chart`, `throttle_chart`, `burst_chart` return matplotlib Figures.
 """
@@ -241,13 +242,18 @@ async def _burst_once(service, session, rate_per_s: float, burst_s: float,
             statuses.append(0)
 
     shed_before = service.counts["shed"]
+    limit_start = service.shedding.limiter.limit if service.shedding is not None else None
     start = loop.time()
     tasks = []
     for i in range(n):                       # evenly spaced arrivals at `rate_per_s`
         await asyncio.sleep(max(0.0, start + i / rate_per_s - loop.time()))
         tasks.append(loop.create_task(one()))
     await asyncio.gather(*tasks)
+    limiter = service.shedding.limiter if service.shedding is not None else None
     return {"sent": n, "ok": statuses.count(200), "shed": statuses.count(503),
+            "limit_start": limit_start, "limit_end": limiter.limit if limiter else None,
+            "limits": [limit_start] + [cap for t, cap in limiter.history if t >= start]
+                      if limiter else [],
             "failed": sum(1 for s in statuses if s not in (200, 503)),
             "shed_counted": service.counts["shed"] - shed_before,
             "retry_after": sorted(retry_after), "p50_ms": _ms(latencies, 0.5),
@@ -262,11 +268,16 @@ def _ms(xs, q) -> float:
 
 async def burst_lab(*, workers: int = 4, work_ms: float = 20.0, overload_x: float = 3.0,
                     burst_s: float = 0.5, max_concurrency: int = 8, max_queue: int = 8,
-                    max_wait_s: float = 0.05, timeout_s: float = 10.0) -> dict:
+                    max_wait_s: float = 0.05, adaptive_initial_limit: int | None = 20,
+                    timeout_s: float = 10.0) -> dict:
     """A real labkit service with capacity workers / work (200 requests/s by default) gets
     `overload_x` times that for `burst_s` seconds, first without shedding, then with
-    `Shedding(max_concurrency, max_queue, max_wait_s)`. Returns both runs: requests sent, ok,
-    shed (503 with Retry-After), p50/p99/max latency of the accepted (ok) ones in ms.
+    `Shedding(max_concurrency, max_queue, max_wait_s)` (a fixed cap), then, unless
+    `adaptive_initial_limit` is None, with an adaptive one: `Limiter(Gradient(initial_limit=
+    adaptive_initial_limit))` and the same queue, which starts from that guess and moves the
+    cap with the latency it measures. Returns the runs: requests sent, ok, shed (503 with
+    Retry-After), p50/p99/max latency of the accepted (ok) ones in ms, and for the shedding
+    runs the cap at the start and end of the burst and every cap it took ("limits").
 
     Wall-clock and a busy machine: expect ranges, not exact numbers. The service is stopped
     at the end, even on error.
@@ -283,6 +294,12 @@ async def burst_lab(*, workers: int = 4, work_ms: float = 20.0, overload_x: floa
     burst_s = validate.number("burst_s", burst_s, 0.05, 10.0, unit=" seconds")
     timeout_s = validate.number("timeout_s", timeout_s, 0.1, 60.0, unit=" seconds")
     shedding = Shedding(max_concurrency, max_queue=max_queue, max_wait_s=max_wait_s)
+    knobs = [("no shedding", None), ("shedding", shedding)]
+    if adaptive_initial_limit is not None:
+        start_limit = validate.integer("adaptive_initial_limit", adaptive_initial_limit, 1, 1000)
+        knobs.append(("adaptive", Shedding(limiter=Limiter(
+            Gradient(initial_limit=start_limit, max_limit=max(200, start_limit)),
+            max_queue=max_queue, max_wait_s=max_wait_s, name="shedding"))))
     pool = Bulkhead(workers, max_queue=100_000, max_wait_s=timeout_s, name="workers")
 
     async def work(service, request):
@@ -298,7 +315,7 @@ async def burst_lab(*, workers: int = 4, work_ms: float = 20.0, overload_x: floa
     runs = {}
     t0 = time.perf_counter()
     try:
-        for name, knob in (("no shedding", None), ("shedding", shedding)):
+        for name, knob in knobs:
             service.shedding = knob
             runs[name] = await _burst_once(service, session, capacity * overload_x, burst_s,
                                            timeout_s)
@@ -308,7 +325,8 @@ async def burst_lab(*, workers: int = 4, work_ms: float = 20.0, overload_x: floa
         await service.stop()
     return {"params": {"workers": workers, "work_ms": work_s * 1000, "overload_x": overload_x,
                        "burst_s": burst_s, "max_concurrency": max_concurrency,
-                       "max_queue": max_queue, "max_wait_s": max_wait_s},
+                       "max_queue": max_queue, "max_wait_s": max_wait_s,
+                       "adaptive_initial_limit": adaptive_initial_limit},
             "capacity_per_s": capacity, "runs": runs, "wall_s": time.perf_counter() - t0}
 
 

@@ -82,6 +82,33 @@ def test_real_burst_sheds_and_keeps_accepted_latency_low(run):
     assert shed["shed"] > 0 and shed["shed"] == shed["shed_counted"]
     assert shed["retry_after"] == ["1"]
     assert shed["p99_ms"] < plain["p99_ms"]
+    assert plain["limits"] == [] and shed["limits"] == [8] == [shed["limit_end"]]
+
+
+def test_real_burst_adaptive_cap_learns_down_from_a_wrong_guess(run):
+    """The third run: a Gradient limit started at 20 on a service whose right cap is about 8
+    (4 workers + a small queue) sheds, and ends the burst below its first guess."""
+    r = run(overload.burst_lab(burst_s=0.3, adaptive_initial_limit=20), timeout_s=120)
+    assert list(r["runs"]) == ["no shedding", "shedding", "adaptive"]
+    plain, ad = r["runs"]["no shedding"], r["runs"]["adaptive"]
+    assert r["params"]["adaptive_initial_limit"] == 20
+    assert ad["limit_start"] == ad["limits"][0] == 20
+    assert len(set(ad["limits"])) > 2                   # it moved
+    assert ad["limit_end"] < 20                          # and came down from the guess
+    assert ad["shed"] > 0 and ad["shed"] == ad["shed_counted"]
+    assert ad["retry_after"] == ["1"]
+    assert ad["p99_ms"] < plain["p99_ms"]
+
+
+def test_real_burst_without_the_adaptive_run(run):
+    r = run(overload.burst_lab(burst_s=0.05, adaptive_initial_limit=None), timeout_s=120)
+    assert list(r["runs"]) == ["no shedding", "shedding"]
+
+
+@pytest.mark.parametrize("bad", [0, 2.5, "20"])
+def test_bad_adaptive_initial_limit(run, bad):
+    with pytest.raises(ValueError, match="adaptive_initial_limit"):
+        run(overload.burst_lab(adaptive_initial_limit=bad), timeout_s=30)
 
 
 def test_charts_draw(ramp):
