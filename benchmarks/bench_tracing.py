@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import statistics
 import time
 
 import aiohttp
-from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from labkit.obs import tracing
 from labkit.services.http import SPECS, Service
+
+from bench_faults import _serve, _time   # the same server and timing loop as the fault bench
 
 
 class DropExporter(SpanExporter):
@@ -38,28 +38,6 @@ class DropExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
-
-
-async def _serve(app) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/health"
-
-
-async def _time(session, url: str, n: int, concurrency: int) -> tuple[float, float]:
-    per_worker = n // concurrency
-    ids = itertools.count(1)
-
-    async def worker():
-        for _ in range(per_worker):
-            async with session.get(url, headers={"X-Request-Id": f"b-{next(ids)}"}) as resp:
-                await resp.read()
-
-    start, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    done = per_worker * concurrency
-    return (time.perf_counter() - start) / done, (time.process_time() - cpu) / done
 
 
 async def per_request(requests: int, rounds: int, concurrency: int = 8) -> dict:
