@@ -143,9 +143,11 @@ def _cases(rng) -> list:
          f"the flags are {upper_flags!r}: {up_f!r} is an uppercase hex digit, and the spec "
          "allows lowercase only"),
         (f"00-{tid}-None-01",
-         "'None' is not a parent-id: it is what the tutorial's code sends when there is no "
-         "parent (it formats None into the header). No parent is said by sending no "
-         "traceparent at all"),
+         "'None' is not a parent-id: it is what a missing parent becomes when it is formatted "
+         "as text. The tutorial puts the Python value None in its X-Parent-Span-ID header "
+         "for a call made outside any span: aiohttp raises TypeError, and a client that "
+         "str()s header values sends 'None'. No parent is said by sending no traceparent at "
+         "all"),
         (f"ff-{tid}-{pid}-01", "version ff is forbidden by the spec"),
         (f"00-{'0' * 32}-{pid}-01", "a trace-id of 32 zeros is invalid"),
         (f"00-{tid}-{'0' * 16}-01", "a parent-id of 16 zeros is invalid"),

@@ -12,6 +12,11 @@ counts as failed, and expiry reads the wall clock (`time.time`), which can jump.
 `record_cost` measures µs per record of both at a given number of samples (time.perf_counter,
 a lab measurement, not a test); benchmarks/bench_recorder.py runs it longer.
 
+`tutorial_collector_misleads` shows two of its wrong numbers on mixed traffic (chapter 07):
+a rare service's "p99" from the one or two of its samples among the last 100 requests of all
+services, and 404s (the caller's mistake) counted as the service's failures; labkit's RED
+table (labkit.obs.red) is fed the same requests for comparison.
+
 `average_of_percentiles` is the lesson of chapter 07: instances with different loads, each
 with its own p99. The mean of their p99s is not the p99 of the service; merging their
 histograms (buckets add up exactly) is.
@@ -28,9 +33,10 @@ from typing import Dict, List, Optional
 from labkit._core import seeding, validate
 from labkit.obs.histogram import LogHistogram
 from labkit.obs.metrics import Call, Recorder, percentile
+from labkit.obs.red import RED
 
 __all__ = ["RequestMetrics", "ServiceMetrics", "MetricsCollector", "record_cost",
-           "record_cost_curve", "average_of_percentiles"]
+           "record_cost_curve", "tutorial_collector_misleads", "average_of_percentiles"]
 
 
 # ---- the tutorial's collector (source_tutorial_zh.md, "性能指标收集"), unchanged --------------
@@ -207,6 +213,48 @@ def record_cost_curve(samples=(1_000, 10_000, 30_000, 100_000), *, tutorial_reco
     """`record_cost` at each number of samples (the notebook's chart)."""
     return [record_cost(n, tutorial_records=tutorial_records,
                         recorder_records=recorder_records, seed=seed) for n in samples]
+
+
+def tutorial_collector_misleads(*, requests: int = 1_000, users_share: float = 0.04,
+                                not_found_share: float = 0.25, seed: int | None = None) -> dict:
+    """The tutorial's collector and a RED table fed the same seeded traffic: "orders" (fast,
+    most requests) and "users" (`users_share` of them, slower; `not_found_share` of its
+    requests ask for ids that do not exist and get 404). Returns, for users: "requests",
+    "not_found", the collector's "collector_p99_ms" and "collector_samples" (users' requests
+    among the last 100 of all services, which its p99 is computed from), "collector_failed"
+    (it counts every status outside 200-399), and RED's "p99_ms" (every users request, within
+    1 %) and "errors" (5xx, 429, no answer). Latencies are drawn, not measured (no clock);
+    the collector's p99 is the one it last computed (at users' last request)."""
+    requests = validate.integer("requests", requests, 100, 100_000)
+    users_share = validate.number("users_share", users_share, 0, 0.5, lo_open=True)
+    not_found_share = validate.number("not_found_share", not_found_share, 0, 1)
+    r = seeding.rng("recorder-lab:mixed-traffic", seed)
+    collector, red = MetricsCollector(), RED("users")
+    now = time.time()                                 # the collector's expiry reads the wall clock
+    stream = []
+    for _ in range(requests):
+        if r.random() < users_share:
+            status = 404 if r.random() < not_found_share else 200
+            stream.append(("users", r.lognormvariate(math.log(0.020), 0.8), status))
+        else:
+            stream.append(("orders", r.lognormvariate(math.log(0.005), 0.5), 200))
+    samples = 0
+    for service, duration_s, status in stream:
+        _drive(collector.record_request(RequestMetrics(now, duration_s, status, None, service,
+                                                       f"GET /{service}/{{id}}")))
+        if service == "users":
+            red.record("/users/{id}", "GET", status, duration_s, now_s=0.0)
+            samples = sum(m.service_name == "users" for m in collector.request_metrics[-100:])
+    users = collector.service_metrics.get("users")
+    row = red.summary(now_s=0.0)[0] if red.rows else None
+    return {"requests": requests,
+            "users": {"requests": red.requests,
+                      "not_found": red.status_counts().get(404, 0),
+                      "collector_p99_ms": users.p99_response_time * 1000 if users else math.nan,
+                      "collector_samples": samples,
+                      "collector_failed": users.failed_requests if users else 0,
+                      "p99_ms": row["p99_ms"] if row else math.nan,
+                      "errors": red.errors}}
 
 
 def average_of_percentiles(*, loads=(0.2, 0.4, 0.6, 0.9), service_time_ms: float = 10.0,

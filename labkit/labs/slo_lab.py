@@ -8,6 +8,13 @@ workbook is `hour_s` seconds here, 2 s by default) and the SLO window shrinks wi
 a pager sees in an afternoon, a notebook shows in five seconds. The SLO window before the
 lab is filled with calm traffic at the same rate, as if the service had been healthy all
 month, so the budget left says what share of a month's budget the incident spent.
+
+What counts: a request fails when its answer is an error (`labkit.obs.red.is_error`) or
+never comes (`timeout_s`); a request the load generator could not send because
+`max_in_flight` earlier ones were still waiting fails too (its user got no answer either),
+so a slow service cannot shrink the denominator. Failures are counted when they happen,
+which for a timeout is `timeout_s` after the request left: a latency fault pages late and
+keeps paging after it ends, so the page is looked for in the fault *and* after it.
 """
 from __future__ import annotations
 
@@ -44,9 +51,13 @@ async def burn_rate_under_fault(service, *, faults: dict | None = None, target: 
 
     Returns {"timeline": [{"t_s", "phase", "fast_long_burn", "fast_short_burn",
     "budget_remaining", "firing"}], "alerts": the scaled rules, "first_page_s": seconds from
-    the fault to the first page (None if none), "page_cleared_s": seconds from the fault's end
-    until no page fires (None if still firing), "requests", "failed", "skipped"}; requests
-    beyond `max_in_flight` outstanding are skipped, not queued."""
+    the fault's start to the first page, during the fault or after it (None if no page
+    fired), "page_cleared_s": seconds from the fault's end to the first sample after the last
+    page (None if no page fired or it still fired at the end; negative if it stopped before
+    the fault ended), "still_paging": the last sample's page state, "requests": every request
+    due (sent or not), "failed": error answers, timeouts and unsent requests, "skipped": the
+    unsent ones: requests due while `max_in_flight` were outstanding are not queued but
+    counted as failed (see the module docstring)."""
     faults = {"error_rate": 0.3} if faults is None else dict(faults)
     rate_per_s = validate.number("rate_per_s", rate_per_s, 0, 1000, lo_open=True, unit=" /s")
     phases = [("calm", validate.number("calm_s", calm_s, 0, 30, unit=" s")),
@@ -96,6 +107,9 @@ async def burn_rate_under_fault(service, *, faults: dict | None = None, target: 
                 while next_send <= now:
                     next_send += 1 / rate_per_s
                     if len(tasks) >= max_in_flight:
+                        slo.record(False)      # no answer for its user: a failure
+                        counts["requests"] += 1
+                        counts["failed"] += 1
                         counts["skipped"] += 1
                         continue
                     task = asyncio.ensure_future(one())
@@ -118,10 +132,13 @@ async def burn_rate_under_fault(service, *, faults: dict | None = None, target: 
             task.cancel()
         await session.close()
     fault_at, after_at = marks["fault"], marks["after"]
-    paged = [r["t_s"] for r in timeline if r["phase"] == "fault" and "page" in r["firing"]]
-    still = [r for r in timeline if r["phase"] == "after"]
-    cleared = next((r["t_s"] for r in still if "page" not in r["firing"]), None)
+    since_fault = [r for r in timeline if r["phase"] != "calm"]
+    paging = [i for i, r in enumerate(since_fault) if "page" in r["firing"]]
+    still_paging = bool(paging) and paging[-1] == len(since_fault) - 1
+    cleared = None
+    if paging and not still_paging:
+        cleared = since_fault[paging[-1] + 1]["t_s"] - after_at
     return {"timeline": timeline, "alerts": alerts, "target": target,
-            "first_page_s": paged[0] - fault_at if paged else None,
-            "page_cleared_s": None if cleared is None else cleared - after_at,
+            "first_page_s": since_fault[paging[0]]["t_s"] - fault_at if paging else None,
+            "page_cleared_s": cleared, "still_paging": still_paging,
             "budget_remaining": slo.budget_remaining(), **counts}

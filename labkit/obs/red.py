@@ -12,7 +12,9 @@ Each row keeps, all O(1) per request and fixed in size:
   hung up); an error is a 5xx, a 429 or no answer (`is_error`);
 - the rate: requests per second over the last `rate_window_s`, from one-second bins;
 - duration twice: counts per Prometheus bucket (`DURATION_BUCKETS_S`, cumulative ``le``
-  buckets for /metrics) and a `LogHistogram` for percentiles within 1 %.
+  buckets for /metrics) and a `LogHistogram` for percentiles within 1 %. A quantile computed
+  from the ``le`` buckets (`prometheus_quantile`, what PromQL's histogram_quantile does) is
+  only as fine as the bucket bounds: it interpolates linearly inside one bucket.
 
 Pure: time comes from the caller (`now_s`) or the running loop. labkit.services.metrics_layer
 feeds one table per service and renders it at GET /metrics.
@@ -26,7 +28,8 @@ import math
 from labkit._core import validate
 from labkit.obs.histogram import LogHistogram
 
-__all__ = ["DURATION_BUCKETS_S", "METHODS", "OTHER_ROUTE", "RED", "RouteStats", "is_error"]
+__all__ = ["DURATION_BUCKETS_S", "METHODS", "OTHER_ROUTE", "RED", "RouteStats", "is_error",
+           "prometheus_quantile"]
 
 # Prometheus' default buckets, extended down to 1 ms and up to 30 s: labkit's injected delays
 # run from 0 to 60 s, and a local request takes a few hundred µs.
@@ -40,6 +43,30 @@ def is_error(status: int) -> bool:
     """A failed request for RED and SLOs: 5xx, 429 (throttled) or 0 (no answer at all).
     Other 4xx are the caller's mistake, not the service's failure."""
     return status == 0 or status >= 500 or status == 429
+
+
+def prometheus_quantile(q: float, buckets) -> float:
+    """The q-quantile (0 <= q <= 1) that PromQL's histogram_quantile computes from cumulative
+    buckets [(le, count), ..., (inf, total)]: find the bucket holding rank q * total and
+    interpolate linearly between its bounds (the first bucket starts at 0; a rank in the +Inf
+    bucket gives the highest finite bound). NaN without requests or without an +Inf bucket."""
+    q = validate.number("q", q, 0, 1)
+    rows = sorted((float(le), float(c)) for le, c in buckets)
+    if len(rows) < 2 or rows[-1][0] != math.inf or rows[-1][1] <= 0:
+        return math.nan
+    for i in range(1, len(rows)):                  # PromQL forces the counts monotonic
+        rows[i] = (rows[i][0], max(rows[i][1], rows[i - 1][1]))
+    rank = q * rows[-1][1]
+    b = next(i for i, (_, c) in enumerate(rows) if c >= rank)
+    if b == len(rows) - 1:
+        return rows[-2][0]
+    start, end, count = 0.0, rows[b][0], rows[b][1]
+    if b == 0 and end <= 0:                        # a first bound at or below 0: nothing to split
+        return end
+    if b > 0:
+        start, before = rows[b - 1]
+        count, rank = count - before, rank - before
+    return start + (end - start) * (rank / count if count else 0.0)
 
 
 class RouteStats:

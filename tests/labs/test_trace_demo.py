@@ -1,8 +1,9 @@
-"""The chapter's traced checkout: orders -> inventory -> payments -> (broker) -> notifications."""
+"""The chapter's traced checkout: orders -> inventory -> payments -> (broker) -> notifications;
+a retried charge as a span event; one order over gRPC."""
 import pytest
 
 import labkit
-from labkit.labs.trace_demo import trace_demo
+from labkit.labs.trace_demo import format_tree, grpc_demo, trace_demo
 from labkit.obs import tracing
 
 
@@ -74,8 +75,55 @@ def test_an_outage_ends_the_trace_at_the_failing_hop(run):
     assert not any(s.service == "notifications" or s.service == "payments" for s in spans)
 
 
+def test_a_flaky_payments_is_retried_and_the_retry_is_an_event_on_orders_span(run):
+    async def main():
+        try:
+            flaky = await trace_demo(flaky_payments=1)
+            calm = await trace_demo()                        # the flakiness was for one run
+            return flaky, calm
+        finally:
+            await labkit.shutdown()
+    spans, calm = run(main())
+    assert len({s.trace_id for s in spans}) == 1
+    charges = [s for s in spans if s.service == "payments"]
+    assert [s.status for s in charges] == ["error", "ok"]
+    assert charges[0].attributes["http.response.status_code"] == 503
+    server = next(s for s in spans if s.service == "orders" and s.kind == "server")
+    assert server.status == "ok"
+    retries = [(name, t, a) for name, t, a in server.events if name == "retry.retry"]
+    assert len(retries) == 1 and retries[0][2]["attempt"] == 1
+    assert charges[0].end_s <= retries[0][1] <= charges[1].start_s   # between the attempts
+    tree = format_tree(spans).splitlines()
+    at = [i for i, line in enumerate(tree) if "POST /charge" in line or "retry.retry" in line]
+    assert ["retry.retry" in tree[i] for i in at] == [False, False, True, False, False]
+    assert not any(s.events for s in calm) and not any(s.status == "error" for s in calm)
+
+
+def test_one_order_over_grpc_is_one_tree(run):
+    async def main():
+        try:
+            return await grpc_demo(), await grpc_demo()      # re-runnable
+        finally:
+            await labkit.shutdown()
+    spans, again = run(main())
+    by_id = {s.span_id: s for s in spans}
+    tree = {f"{s.name} @{s.service}": (f"{by_id[s.parent_id].name} @{by_id[s.parent_id].service}"
+                                       if s.parent_id else None) for s in spans}
+    assert tree == {
+        "checkout @client": None,
+        "shop.Shop/PlaceOrder @client": "checkout @client",
+        "shop.Shop/PlaceOrder @orders": "shop.Shop/PlaceOrder @client",
+        "shop.Shop/GetItem @orders": "shop.Shop/PlaceOrder @orders",
+        "shop.Shop/GetItem @inventory": "shop.Shop/GetItem @orders",
+    }
+    assert all(s.status == "ok" for s in spans) and len({s.trace_id for s in spans}) == 1
+    assert len(again) == 5 and again[0].trace_id != spans[0].trace_id
+
+
 def test_bad_arguments_are_named():
     import asyncio
     with pytest.raises(ValueError, match="faults/work_ms"):
         asyncio.run(trace_demo(faults={"billing": {}}))
+    with pytest.raises(ValueError, match="flaky_payments"):
+        asyncio.run(trace_demo(flaky_payments=9))
     tracing.clear()

@@ -78,3 +78,22 @@ def test_bad_arguments_are_named():
         RED("users", max_routes=0)
     with pytest.raises(ValueError, match="service"):
         RED(None)
+
+
+def test_prometheus_quantile_interpolates_inside_a_bucket_like_histogram_quantile():
+    from labkit.obs.red import prometheus_quantile
+    red = RED("users")
+    for _ in range(50):
+        red.record("/health", "GET", 200, 0.0002, now_s=0.0)        # 0.2 ms, all in le=0.001
+    row = red.rows[("/health", "GET")]
+    # rank 49.5 of 50 in the bucket 0 .. 1 ms: 0.99 ms, whatever the real times were
+    assert prometheus_quantile(0.99, row.cumulative_buckets()) == pytest.approx(0.00099)
+    assert row.histogram.percentile(99) == pytest.approx(0.0002, rel=0.01)
+    # between two bounds; a rank in the +Inf bucket gives the highest finite bound
+    b = [(0.1, 10), (0.2, 30), (math.inf, 40)]
+    assert prometheus_quantile(0.5, b) == pytest.approx(0.15)
+    assert prometheus_quantile(0.9, b) == 0.2
+    assert math.isnan(prometheus_quantile(0.5, [(0.1, 0), (math.inf, 0)]))
+    assert math.isnan(prometheus_quantile(0.5, [(0.1, 3), (0.2, 4)]))    # no +Inf bucket
+    with pytest.raises(ValueError, match="q"):
+        prometheus_quantile(99, b)
