@@ -27,7 +27,8 @@ SYNC = NOTEBOOKS / "01_sync.ipynb"
 #: Chapters with exercises: (b), (c) and (d) run for each of them.
 CHAPTERS = {"01": SYNC, "02": NOTEBOOKS / "02_async_messaging.ipynb",
             "03": NOTEBOOKS / "03_protocols.ipynb", "04": NOTEBOOKS / "04_serialization.ipynb",
-            "05": NOTEBOOKS / "05_retries.ipynb"}
+            "05": NOTEBOOKS / "05_retries.ipynb", "06": NOTEBOOKS / "06_performance.ipynb",
+            "07": NOTEBOOKS / "07_observability.ipynb"}
 SCOREBOARD = "[(r['exercise'], r['passed']) for r in __import__('labkit.checks').checks.scoreboard()]"
 
 
@@ -185,7 +186,13 @@ GIVEAWAYS = {("01_sync.ipynb", "fetch_user"): "raise_for_status(",
              ("03_protocols.ipynb", "follow_events"): "raise EventGap(",
              ("04_serialization.ipynb", "to_json_default"): "b64encode(",
              ("04_serialization.ipynb", "migration_path"): "deque(",
-             ("04_serialization.ipynb", "choose_format"): "\"avro\" if"}
+             ("04_serialization.ipynb", "choose_format"): "\"avro\" if",
+             ("06_performance.ipynb", "collect_batch"): "wait_for(queue.get(",
+             ("06_performance.ipynb", "single_flight"): "shield(",
+             ("06_performance.ipynb", "hedge_delay"): "1 - budget_extra",
+             ("07_observability.ipynb", "parse_traceparent"): "fullmatch(",
+             ("07_observability.ipynb", "slowest_on_critical_path"): "self_time(",
+             ("07_observability.ipynb", "keep_trace"): "<= spans_left"}
 
 
 def _code_before(nb, cell) -> list[str]:
