@@ -311,9 +311,9 @@ def _attach_otlp(provider) -> bool:
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
-        print("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp-proto-http is "
-              "not installed (pip install opentelemetry-exporter-otlp-proto-http): spans stay "
-              "in labkit's in-memory store only.")
+        print("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp-proto-http "
+              "is not installed (in the course folder: .venv/bin/pip install -e '.[otlp]'): "
+              "spans stay in labkit's in-memory store only.")
         return False
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     provider.add_span_processor(BatchSpanProcessor(WallClockExporter(OTLPSpanExporter())))
