@@ -199,25 +199,26 @@ _KEYS = ("version", "trace_id", "parent_id", "flags")
 _ALIAS = {"parent_id": ("parent_id", "span_id"), "flags": ("flags", "trace_flags")}   # OTel's
 
 
-def _dict_missing(got: dict) -> list[str]:
-    """The keys of the four fields that dict `got` has under neither name."""
-    return [key for key in _KEYS if not any(k in got for k in _ALIAS.get(key, (key,)))]
+def _dict_missing(got) -> list[str]:
+    """The four fields that `got` (a dict's keys, or an object's attributes) has under neither
+    name."""
+    has = (lambda k: k in got) if isinstance(got, dict) else (lambda k: hasattr(got, k))
+    return [key for key in _KEYS if not any(has(k) for k in _ALIAS.get(key, (key,)))]
 
 
 def _fields(got):
     """The answer as (version, trace_id, parent_id, flags), or None if it has another shape.
-    A tuple/list of four, a dict with those keys (or span_id, trace_flags), or an object with
-    those attributes."""
+    A tuple/list of four, a dict with those keys, or an object with those attributes (either
+    may say span_id and trace_flags, OTel's names)."""
     if isinstance(got, (tuple, list)) and len(got) == 4:
         return tuple(got)
+    if isinstance(got, (str, bytes, tuple, list)) or _dict_missing(got):
+        return None
     if isinstance(got, dict):
-        if _dict_missing(got):
-            return None
         return tuple(next(got[k] for k in _ALIAS.get(key, (key,)) if k in got)
                      for key in _KEYS)
-    if all(hasattr(got, k) for k in _KEYS):
-        return tuple(getattr(got, k) for k in _KEYS)
-    return None
+    return tuple(next(getattr(got, k) for k in _ALIAS.get(key, (key,)) if hasattr(got, k))
+                 for key in _KEYS)
 
 
 def _same_hex_byte(got, want: str) -> bool:
@@ -256,10 +257,13 @@ def check_parse_traceparent(impl) -> None:
         fields = _fields(got)
         if fields is None:
             note = ""
-            if isinstance(got, dict):
-                missing = " or ".join(repr(k) for k in _dict_missing(got))
-                note = (f" (A dict is read too when it has all four keys; this dict has no "
-                        f"{missing}.)") if missing else ""
+            if not isinstance(got, (str, bytes, tuple, list)):
+                missing = ", ".join(" (or ".join(map(repr, _ALIAS.get(k, (k,)))) +
+                                    ")" * (k in _ALIAS) for k in _dict_missing(got))
+                what = ("A dict is read too when it has all four keys; this dict has no"
+                        if isinstance(got, dict) else "An object is read too when it has all "
+                        f"four attributes; this {type(got).__name__} has no")
+                note = f" ({what} {missing}.)" if missing else ""
             raise Wrong(f"{call} returned {got!r}; return the four fields as a tuple "
                         f"(version, trace_id, parent_id, flags): here {want!r}.{note}", _HINT)
         version, trace_id, parent_id, flags = fields

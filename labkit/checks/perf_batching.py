@@ -1,18 +1,15 @@
 """Chapter 06, exercise 06.collect_batch (notebooks/06_performance.ipynb): the flush rule of a
-batcher, written as the consumer side of a queue.
-
-``async def collect_batch(queue, max_batch, max_wait_s) -> list``: wait for the first item,
-then take items until the batch holds `max_batch` or `max_wait_s` has passed since the first
-was taken; return them in arrival order (a tuple is accepted too). Items already waiting go
-in without waiting, up to max_batch (like `labkit.patterns.batcher.Batcher`); the rest stay
-queued. At max_wait_s = 0 a batch of only the first item is accepted too: on Python 3.11
-``asyncio.wait_for(queue.get(), 0)`` times out even with an item waiting (3.12 returns it).
-
-The check feeds an `asyncio.Queue` on labkit.sim's virtual clock (exact times, an instant
-run), calls `collect_batch` again and again as a consumer loop would, and compares each batch
-and when it came back with this rule; sizes, waits and arrivals vary per run. The answer
-runs through `labkit.checks.virtual_time` on the check's own thread: the guard stops one that
-blocks, one spinning on asyncio.sleep(0) is stopped, and no thread is left running.
+batcher, as the consumer side of a queue. ``async def collect_batch(queue, max_batch,
+max_wait_s) -> list``: wait for the first item, then take items until the batch holds
+`max_batch` or `max_wait_s` has passed since the first was taken; return them in arrival order
+(a tuple is accepted too). Items already waiting go in without waiting, up to max_batch (like
+`labkit.patterns.batcher.Batcher`); the rest stay queued. At max_wait_s = 0 only the first item
+is accepted too: on Python 3.11 ``asyncio.wait_for(queue.get(), 0)`` times out even with an
+item waiting (3.12 returns it). The check feeds an `asyncio.Queue` on labkit.sim's virtual
+clock, calls `collect_batch` again and again as a consumer loop would, and compares each batch
+and when it came back with this rule; sizes, waits and arrivals vary per run. The answer runs
+through `labkit.checks.virtual_time` on the check's own thread: one that blocks or spins on
+asyncio.sleep(0) is stopped, and no thread is left running.
 """
 from __future__ import annotations
 
@@ -75,8 +72,7 @@ def _clear_of_deadlines(arrivals, max_batch, max_wait_s, gap_s=0.002) -> bool:
 
 
 def _items(rng, n):
-    """n item values, not in sorted order, with one value twice (two callers may ask for
-    the same thing)."""
+    """n item values, unsorted, one of them twice (two callers may ask for the same thing)."""
     xs = rng.sample(range(100, 1000), n)
     if n >= 3:
         xs[2] = xs[0]
@@ -101,8 +97,7 @@ def _scenarios(rng):
     mb = rng.choice([3, 4, 5, 6, 7, 12])       # a burst: full batches, then a remainder
     mw = rng.choice([0.02, 0.04, 0.06])
     t = rng.uniform(0.002, 0.01)
-    n = 2 * mb + rng.randint(1, mb - 1)
-    out.append(("burst", [(t, x) for x in _items(rng, n)], mb, mw))
+    out.append(("burst", [(t, x) for x in _items(rng, 2 * mb + rng.randint(1, mb - 1))], mb, mw))
     for _ in range(100):                       # the queue is empty when collect_batch starts
         mw = rng.choice([0.02, 0.03, 0.05])
         t1 = mw * rng.uniform(2.2, 3.0)
@@ -129,30 +124,19 @@ def _scenarios(rng):
 
 
 def _call(impl, queue, max_batch, max_wait_s):
-    """impl(...), which must give something to await (an async def, a plain def returning a
-    coroutine, an object with an async __call__, a functools.partial of one...)."""
+    """impl(...) to await: an async def, a def returning a coroutine, an async __call__..."""
     return virtual_time.awaitable(
         impl(queue, max_batch, max_wait_s), result="batch", waits_on="a queue",
         call=f"collect_batch(queue, {max_batch}, {max_wait_s:g})", wait_with="queue.get()",
         signature="collect_batch(queue, max_batch, max_wait_s)")
 
 
-def _flat(batch) -> None:
-    """Raise Wrong if the batch holds lists (or other containers) instead of items."""
-    if any(isinstance(x, (list, tuple, set, dict)) for x in batch):
-        shown = repr(batch)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        raise Wrong(f"collect_batch returned a list of lists ({shown}): return the items "
-                    "themselves, as a flat list (`return batch`, not `return [batch]`).",
-                    "`return batch`")
-
-
 async def _consume(impl, arrivals, max_batch, max_wait_s):
     """Call impl again and again on a queue fed with `arrivals` (virtual time). Returns
-    [(call time, return time, batch, lost, leaked)] and ends with ("waiting", time, queued
-    items) if a call was still waiting long after the last arrival. `lost` is the items taken
-    from the queue so far but never returned; `leaked` the first return time at which a
-    queue.get() the answer started was still waiting (None: never)."""
+    [(call time, return time, batch, lost, leaked)]: `lost` the items taken from the queue so
+    far but never returned, `leaked` the first return time at which a queue.get() the answer
+    started was still waiting (None: never); it ends with ("waiting", time, items queued,
+    "get"/"join"/None: what the call waited on) if one never returned."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     queue: asyncio.Queue = asyncio.Queue()
@@ -168,6 +152,10 @@ async def _consume(impl, arrivals, max_batch, max_wait_s):
 
     producer = asyncio.ensure_future(produce())
     horizon = t0 + arrivals[-1][0] + 4 * max_wait_s + 1.0
+    on = []          # just before the horizon (whose timeout cancels it): what a call waits on
+    watch = loop.call_at(horizon - _TOL_S, lambda: on.append(
+        "get" if any(not g.done() for g in queue._getters) else "join"
+        if any(not f.done() for f in queue._finished._waiters) else None))
     got, taken, returned, leaked, previous = [], 0, collections.Counter(), None, None
     try:
         while taken < len(arrivals) and len(got) <= len(arrivals) + 2:
@@ -182,7 +170,7 @@ async def _consume(impl, arrivals, max_batch, max_wait_s):
                                 "out, that is not an error; return the batch collected so far.",
                                 "Catch the timeout (`except asyncio.TimeoutError: break`) and "
                                 "return the batch.") from err
-                got.append(("waiting", loop.time() - t0, queue.qsize()))
+                got.append(("waiting", loop.time() - t0, queue.qsize(), (on or [None])[-1]))
                 break
             if not isinstance(batch, (list, tuple)):
                 raise Wrong(f"collect_batch returned {batch!r}; return the batch as a list of "
@@ -194,7 +182,11 @@ async def _consume(impl, arrivals, max_batch, max_wait_s):
                             "change. Make a new list in every call.",
                             "Start each call with a fresh `batch = [...]` inside the function.")
             previous = batch
-            _flat(batch)
+            if any(isinstance(x, (list, tuple, set, dict)) for x in batch):
+                shown = repr(batch) if len(repr(batch)) <= 80 else repr(batch)[:77] + "..."
+                raise Wrong(f"collect_batch returned a list of lists ({shown}): return the "
+                            "items themselves, as a flat list (`return batch`, not `return "
+                            "[batch]`).", "`return batch`")
             returned.update(batch)
             if leaked is None and any(not g.done() for g in queue._getters):
                 leaked = loop.time() - t0
@@ -205,11 +197,23 @@ async def _consume(impl, arrivals, max_batch, max_wait_s):
             taken += len(batch)
     finally:
         producer.cancel()
+        watch.cancel()
     return got
 
 
 def _ms(t: float) -> str:
     return f"{t * 1000:.1f} ms"
+
+
+def _apart(t_exp: float, t_got: float) -> tuple[str, str, str]:
+    """Both times and the gap between them in ms, with enough decimals (1 to 3) to tell the
+    two apart: 39.80 ms and 39.84 ms, 0.04 ms, not 39.8 ms twice."""
+    gap = abs(t_got - t_exp)
+    for d in range(1 if gap >= 1e-4 else 2 if gap >= 1e-5 else 3, 4):
+        a, b = round(t_exp * 1000, d), round(t_got * 1000, d)
+        if a != b:
+            break
+    return f"{a:.{d}f} ms", f"{b:.{d}f} ms", f"{abs(b - a):.{d}f} ms"
 
 
 def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
@@ -227,15 +231,23 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
         if i >= len(got):
             raise Wrong(f"collect_batch returned too many batches {setup}.", hint)
         if got[i][0] == "waiting":
-            t_now = got[i][1]
+            _, t_now, queued, on = got[i]
+            part = len(want) < max_batch
+            why = {"get": "waiting for more items", None: "waiting on something other than the "
+                   "queue (no queue.get() was pending)", "join": "waiting in queue.join(), which "
+                   "returns only once every item put in the queue has been marked task_done()"
+                   + (f", the {queued} still queued for later batches too" if queued else "")}
+            due = (f"{want} at t = {_ms(t_exp)}, when its first item had waited max_wait_s" if part
+                   else f"the full batch {want} at t = {_ms(t_exp)}, once it held max_batch items")
             raise Wrong(f"at t = {_ms(t_now)}, long after the last item arrived (t = "
-                        f"{_ms(arrivals[-1][0])}), your collect_batch was still waiting for "
-                        f"more: a partial batch was never sent. It "
-                        f"should have returned {want} at t = {_ms(t_exp)}, when its first "
-                        f"item had waited max_wait_s {setup}.",
-                        "Stop waiting when max_wait_s has passed since the first item: "
-                        "`asyncio.wait_for(queue.get(), time_left)`, and return the partial "
-                        "batch.")
+                        f"{_ms(arrivals[-1][0])}), your collect_batch had not returned: it was "
+                        f"{why[on]}{', and a partial batch was never sent' * part}. It should "
+                        f"have returned {due} {setup}.", "Stop waiting when max_wait_s has "
+                        "passed since the first item: `asyncio.wait_for(queue.get(), time_left)`"
+                        ", and return the partial batch." if part and on == "get" else "Return "
+                        "the batch once it is full or max_wait_s is up; wait for nothing else."
+                        + " queue.join() is for a producer waiting for all the work to be done."
+                        * (on == "join"))
         called, t_got, batch, lost, leaked = got[i]
         if lost:
             ids = ", ".join(map(str, lost[:8])) + (" ..." if len(lost) > 8 else "")
@@ -270,11 +282,12 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
         late, early = t_got > t_exp + _TOL_S, t_got < t_exp - _TOL_S
         if max_wait_s == 0 and not late and not early and batch == want[:1]:
             want = want[:1]             # also right at max_wait_s = 0 (see the docstring)
-        full_at = f"{max_batch} items were waiting at t = {_ms(t_exp)}"
+        s_exp, s_got, s_gap = _apart(t_exp, t_got)
         if late and len(want) == max_batch:
-            raise Wrong(f"a full batch waited: {full_at}, but your collect_batch returned "
-                        f"only at t = {_ms(t_got)}. A full batch is max_batch items, and it goes "
-                        f"out as soon as it has them {setup}.", hint)
+            raise Wrong(f"a full batch waited: {max_batch} items were waiting at t = {s_exp}, "
+                        f"but your collect_batch returned only at t = {s_got}, {s_gap} late. "
+                        "A full batch is max_batch items, and it goes out as soon as it has "
+                        f"them {setup}.", hint)
         if len(batch) == max_batch + 1:
             raise Wrong(f"collect_batch returned {len(batch)} items with max_batch="
                         f"{max_batch}: off by one, stop when len(batch) == max_batch "
@@ -298,7 +311,7 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
                         "max_batch and not queue.empty(): batch.append(queue.get_nowait())`.")
         if not late and not early and len(want) == max_batch and len(batch) < max_batch:
             raise Wrong(f"at t = {_ms(t_got)} collect_batch returned {len(batch)} items while "
-                        f"{full_at.split(' were')[0]} were waiting and max_batch={max_batch}: "
+                        f"{max_batch} items were waiting and max_batch={max_batch}: "
                         f"a full batch is max_batch items {setup}.", hint)
         if late and len(batch) > len(want) and abs(t_got - (arrived[-1] + max_wait_s)) <= _TOL_S:
             raise Wrong(f"your batch went out at t = {_ms(t_got)}, max_wait_s after its newest "
@@ -316,11 +329,10 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
                         f"{setup}.",
                         "Take the first item with `await queue.get()` (no timeout), and only "
                         "then set the deadline.")
-        if len(batch) == len(want) and batch != want:
-            if collections.Counter(batch) == collections.Counter(want):
-                raise Wrong(f"collect_batch returned {batch}, the right items but not in "
-                            f"arrival order {want}: callers' results are matched by position, "
-                            f"so keep the queue's order {setup}.", hint)
+        if batch != want and collections.Counter(batch) == collections.Counter(want):
+            raise Wrong(f"collect_batch returned {batch}, the right items but not in arrival "
+                        f"order {want}: callers' results are matched by position, so keep the "
+                        f"queue's order {setup}.", hint)
         if set(batch) == set(want) and len(batch) < len(want):
             dup = [x for x, k in collections.Counter(want).items() if k > 1]
             raise Wrong(f"collect_batch returned {batch}, but {want} were taken: the "
@@ -328,18 +340,17 @@ def _diagnose(name, arrivals, max_batch, max_wait_s, got) -> None:
                         "for the same thing and each needs its own answer: keep every item "
                         f"(a list, not a set) {setup}.", hint)
         if late:
-            raise Wrong(f"collect_batch returned {batch} at t = {_ms(t_got)}, but its first "
-                        f"item had waited max_wait_s at t = {_ms(t_exp)}: it should have "
+            raise Wrong(f"collect_batch returned {batch} at t = {s_got} ({s_gap} late), but "
+                        f"its first item had waited max_wait_s at t = {s_exp}: it should have "
                         f"returned {want} then (polling in steps? wait with a timeout of "
                         f"exactly the time left) {setup}.", hint)
         if early:
-            raise Wrong(f"collect_batch returned {batch} at t = {_ms(t_got)}, before the batch "
-                        f"was full and before its first item (taken at t = {_ms(start)}) had "
-                        f"waited max_wait_s: more items were coming, and it should have "
-                        f"returned {want} at t = {_ms(t_exp)} {setup}.", hint)
+            raise Wrong(f"collect_batch returned {batch} at t = {s_got}, before the batch was "
+                        f"full and before its first item (taken at t = {_ms(start)}) had waited "
+                        f"max_wait_s: more items were coming, and it should have returned "
+                        f"{want} at t = {s_exp} {setup}.", hint)
         if batch != want:
-            also = f" (or just {want[:1]}: max_wait_s is 0)" if max_wait_s == 0 < len(want) - 1 \
-                else ""
+            also = f" (or just {want[:1]}: max_wait_s is 0)" * (max_wait_s == 0 < len(want) - 1)
             raise Wrong(f"collect_batch returned {batch} at t = {_ms(t_got)}, expected {want}"
                         f"{also} {setup}.", hint)
         taken, now = taken + len(batch), t_exp

@@ -109,16 +109,28 @@ def test_traceparent_cases_agree_with_labkits_parser(seed):
 @pytest.mark.parametrize("seed", range(6))
 def test_critical_path_cases_have_one_answer_and_tell_every_mistake(seed):
     cases = cp._cases(random.Random(seed))
-    told, roots, outliving = set(), 0, 0
+    told, roots, outliving, detached_subtrees, deep_outliving = set(), 0, 0, 0, 0
     for spans, want in cases:
         assert lib_cp.slowest_on_critical_path(spans).span_id == want
         assert cp.slowest_on_critical_path(spans) == want
         tree = lib_cp.build_tree(spans)
         roots += want == tree.root.span_id
         outliving += any(n.span.end_s > n.end_s for n in tree.nodes.values())
+        detached_subtrees += any(n.after_parent and n.children for n in tree.nodes.values())
+        deep_outliving += any(n.span.end_s > n.end_s and n.depth >= 2 and not n.after_parent
+                              for n in tree.nodes.values())
         told |= {k for k, v in cp._mistakes(spans).items() if v != want}
     assert told == set(cp._ORDER)
     assert roots >= 1 and outliving >= 2       # the root can be the answer; clipping matters
+    assert detached_subtrees >= 1 and deep_outliving >= 1    # not only leaves run on
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_critical_path_mistake_is_told_on_two_traces_at_least(seed):
+    cases = cp._cases(random.Random(seed))
+    per_case = [cp._mistakes(spans) for spans, _ in cases]
+    for name in cp._ORDER:
+        assert sum(m[name] != want for m, (_, want) in zip(per_case, cases)) >= 2, name
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -143,10 +155,19 @@ def test_the_testers_outliving_traces_agree_everywhere():
     t1 = [sp("root", None, 0, 60), sp("A", "root", 5, 50), sp("pub", "root", 50, 52),
           sp("consumer", "pub", 51, 200)]
     t2 = [sp("root", None, 0, 100), sp("B", "root", 10, 80), sp("C", "B", 75, 130)]
-    for trace, want in ((t1, "A"), (t2, "B")):
+    # round 2: a call detached by 200 ms with a call of its own; an outliving call whose own
+    # call runs past the root's end too (clipped to B's clipped window, not B's own end)
+    t3 = [sp("root", None, 0, 100), sp("A", "root", 10, 95), sp("D", "root", 300, 400),
+          sp("E", "D", 320, 350)]
+    t4 = [sp("root", None, 0, 100), sp("B", "root", 10, 150), sp("C", "B", 20, 40),
+          sp("C2", "B", 95, 160)]
+    for trace, want in ((t1, "A"), (t2, "B"), (t3, "A"), (t4, "B")):
         assert cp.slowest_on_critical_path(trace) == want
         assert lib_cp.slowest_on_critical_path(trace).span_id == want
     assert lib_cp.self_times(t1)["consumer"] == pytest.approx(0.001)   # clipped at pub's end
+    assert lib_cp.self_times(t4)["B"] == pytest.approx(0.065)
+    assert {n.span_id for n in lib_cp.build_tree(t3).nodes.values() if n.after_parent} == \
+        {"D", "E"}
 
 
 def test_the_critical_path_messages_state_true_facts(run):

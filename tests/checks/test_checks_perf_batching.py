@@ -117,3 +117,32 @@ def test_at_max_wait_zero_one_item_or_every_waiting_item_is_right_but_not_some()
                                            r"item already waiting, up to max_batch\) or just "
                                            r"\[10\]"):
         perf_batching._diagnose("zero", arrivals, 4, 0.0, some)
+
+
+def test_two_times_that_round_alike_are_shown_apart():
+    assert perf_batching._apart(0.0398, 0.03984) == ("39.80 ms", "39.84 ms", "0.04 ms")
+    assert perf_batching._apart(0.0024, 0.0060) == ("2.4 ms", "6.0 ms", "3.6 ms")
+    assert perf_batching._apart(0.0398, 0.039802) == ("39.800 ms", "39.802 ms", "0.002 ms")
+    arrivals = [(0.0398, x) for x in (10, 11, 12, 13, 14)]
+    with pytest.raises(checks.Wrong, match=r"waiting at t = 39\.80 ms, but your collect_batch "
+                                           r"returned only at t = 39\.84 ms, 0\.04 ms late"):
+        perf_batching._diagnose("burst", arrivals, 5, 0.02,
+                                [(0.0, 0.03984, [10, 11, 12, 13, 14], [], None)])
+
+
+@pytest.mark.parametrize("on, part, said", [
+    ("get", True, "waiting for more items, and a partial batch was never sent"),
+    (None, True, "something other than the queue (no queue.get() was pending), and a partial"),
+    (None, False, "something other than the queue (no queue.get() was pending). It should "
+                  "have returned the full batch [10, 11, 12]"),
+    ("join", False, "waiting in queue.join(), which returns only once every item put in the "
+                    "queue has been marked task_done(), the 2 still queued for later batches "
+                    "too. It should have returned the full batch [10, 11, 12] at t = 5.0 ms")])
+def test_a_call_that_never_returns_is_told_what_it_waited_on(on, part, said):
+    arrivals = [(0.005, x) for x in (10, 11, 12, 13, 14)]
+    max_batch = 6 if part else 3
+    with pytest.raises(checks.Wrong) as err:
+        perf_batching._diagnose("burst", arrivals, max_batch, 0.02, [("waiting", 1.5, 2, on)])
+    assert said in err.value.message
+    assert ("partial" in err.value.message) == part
+    assert ("queue.join() is for a producer" in err.value.hint) == (on == "join")

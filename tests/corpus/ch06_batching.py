@@ -222,6 +222,35 @@ def collect_batch(queue, max_batch, max_wait_s):
             break
     return batch
 '''),
+    ("06.collect_batch", "marks task_done and awaits queue.join() before returning", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    queue.task_done()
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+            queue.task_done()
+        except asyncio.TimeoutError:
+            break
+    await queue.join()
+    return batch
+'''),
+    ("06.collect_batch", "pauses 0.04 ms after a full batch (late by less than 0.1 ms)", '''
+async def collect_batch(queue, max_batch, max_wait_s):
+    loop = asyncio.get_running_loop()
+    batch = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_batch:
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+        except asyncio.TimeoutError:
+            break
+    if len(batch) == max_batch:
+        await asyncio.sleep(0.00004)     # a full batch: give the producer a moment to refill
+    return batch
+'''),
 ]
 
 WHY = {
@@ -248,6 +277,10 @@ WHY = {
         "awaits only asyncio.sleep(0), which lets no time pass",
     "reuses one module-level list": "returned the very same list object twice",
     "a plain def that takes what is queued": "make it an `async def`",
+    "marks task_done and awaits queue.join() before returning":
+        "it was waiting in queue.join()",
+    "pauses 0.04 ms after a full batch (late by less than 0.1 ms)":
+        "0.04 ms late",
 }
 
 RIGHT = [

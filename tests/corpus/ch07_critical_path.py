@@ -92,6 +92,25 @@ def _raw_path(spans, kids):         # walks the spans' own times: never enters a
     return on_path
 '''
 
+_HELPERS = '''
+def _kids(spans):
+    k = {}
+    for s in spans:
+        k.setdefault(s.parent_id, []).append(s)
+    return k
+
+def _union(iv):
+    tot, a0, b0 = 0.0, None, None
+    for a, b in sorted(iv):
+        if b0 is None or a > b0:
+            if b0 is not None:
+                tot += b0 - a0
+            a0, b0 = a, b
+        else:
+            b0 = max(b0, b)
+    return tot + (b0 - a0 if b0 is not None else 0.0)
+'''
+
 WRONG = [
     ("07.slowest_on_critical_path", "critical path: longest span by total duration", _SELF + '''
 def slowest_on_critical_path(spans):
@@ -218,6 +237,121 @@ def slowest_on_critical_path(spans):
     on_path = _path(spans, kids, win, root=root)
     return max(on_path, key=lambda s: _self_time(s, kids, win)).span_id
 '''),
+    ("07.slowest_on_critical_path", "critical path: a detached child clipped, not left out",
+     _HELPERS + '''
+def slowest_on_critical_path(spans):
+    kids = _kids(spans)
+    root = next(s for s in spans if s.parent_id is None)
+    win, todo = {root.span_id: (root.start_s, root.end_s)}, [root]
+    while todo:
+        s = todo.pop()
+        lo, hi = win[s.span_id]
+        for c in kids.get(s.span_id, []):
+            win[c.span_id] = (max(c.start_s, lo), min(c.end_s, hi))
+            todo.append(c)
+    def self_t(s):
+        lo, hi = win[s.span_id]
+        return (hi - lo) - _union(win[c.span_id] for c in kids.get(s.span_id, []))
+    path = []
+    def walk(s):
+        path.append(s)
+        t = win[s.span_id][1]
+        for c in sorted(kids.get(s.span_id, []), key=lambda c: -win[c.span_id][1]):
+            if win[c.span_id][1] <= t:
+                walk(c)
+                t = win[c.span_id][0]
+    walk(root)
+    return max(path, key=self_t).span_id
+'''),
+    ("07.slowest_on_critical_path", "critical path: the longest span taken as the root",
+     _HELPERS + '''
+def slowest_on_critical_path(spans):
+    kids = _kids(spans)
+    root = max(spans, key=lambda s: s.duration_s)
+    win, todo = {root.span_id: (root.start_s, root.end_s)}, [root]
+    while todo:
+        s = todo.pop()
+        lo, hi = win[s.span_id]
+        for c in kids.get(s.span_id, []):
+            if c.start_s < hi:
+                win[c.span_id] = (max(c.start_s, lo), min(c.end_s, hi))
+                todo.append(c)
+    kids = {p: [c for c in cs if c.span_id in win] for p, cs in kids.items()}
+    def self_t(s):
+        lo, hi = win[s.span_id]
+        return (hi - lo) - _union(win[c.span_id] for c in kids.get(s.span_id, []))
+    path = []
+    def walk(s):
+        path.append(s)
+        t = win[s.span_id][1]
+        for c in sorted(kids.get(s.span_id, []), key=lambda c: -win[c.span_id][1]):
+            if win[c.span_id][1] <= t:
+                walk(c)
+                t = win[c.span_id][0]
+    walk(root)
+    return max(path, key=self_t).span_id
+'''),
+    ("07.slowest_on_critical_path", "critical path: self time minus every span below it",
+     _HELPERS + '''
+def slowest_on_critical_path(spans):
+    kids = _kids(spans)
+    root = next(s for s in spans if s.parent_id is None)
+    win, todo = {root.span_id: (root.start_s, root.end_s)}, [root]
+    while todo:
+        s = todo.pop()
+        lo, hi = win[s.span_id]
+        for c in kids.get(s.span_id, []):
+            if c.start_s < hi:
+                win[c.span_id] = (max(c.start_s, lo), min(c.end_s, hi))
+                todo.append(c)
+    kids = {p: [c for c in cs if c.span_id in win] for p, cs in kids.items()}
+    def below(s):
+        for c in kids.get(s.span_id, []):
+            yield c
+            yield from below(c)
+    def self_t(s):           # my time minus the time of everything below me
+        lo, hi = win[s.span_id]
+        return (hi - lo) - sum(win[d.span_id][1] - win[d.span_id][0] for d in below(s))
+    path = []
+    def walk(s):
+        path.append(s)
+        t = win[s.span_id][1]
+        for c in sorted(kids.get(s.span_id, []), key=lambda c: -win[c.span_id][1]):
+            if win[c.span_id][1] <= t:
+                walk(c)
+                t = win[c.span_id][0]
+    walk(root)
+    return max(path, key=self_t).span_id
+'''),
+    ("07.slowest_on_critical_path", "critical path: clipped to the parent's own times, one pass",
+     _HELPERS + '''
+def slowest_on_critical_path(spans):
+    kids = _kids(spans)
+    root = next(s for s in spans if s.parent_id is None)
+    by_id = {s.span_id: s for s in spans}
+    win = {}
+    for s in spans:          # clip to the parent's OWN times (one pass, in the given order)
+        if s.parent_id is None:
+            win[s.span_id] = (s.start_s, s.end_s)
+        else:
+            p = by_id[s.parent_id]
+            if s.start_s < p.end_s:
+                win[s.span_id] = (max(s.start_s, p.start_s), min(s.end_s, p.end_s))
+    kids = {p: [c for c in cs if c.span_id in win] for p, cs in kids.items()}
+    def self_t(s):
+        lo, hi = win[s.span_id]
+        return (hi - lo) - _union(win[c.span_id] for c in kids.get(s.span_id, []))
+    path = []
+    def walk(s):
+        path.append(s)
+        t = win[s.span_id][1]
+        for c in sorted(kids.get(s.span_id, []), key=lambda c: -win[c.span_id][1]):
+            if win[c.span_id][1] <= t:
+                walk(c)
+                t = win[c.span_id][0]
+    walk(root)
+    return max(path, key=self_t).span_id
+'''),
 ]
 
 WHY = {
@@ -240,6 +374,12 @@ WHY = {
                                                                "on after its parent ended",
     "critical path: the longest span, often the root": "a span's duration includes the time",
     "critical path: spans[0] taken as the root": "which is not the root here",
+    "critical path: a detached child clipped, not left out": "is not clipped, it is left out",
+    "critical path: the longest span taken as the root": "your walk starts from the longest span",
+    "critical path: self time minus every span below it": "subtracts the durations of every "
+                                                           "span below it",
+    "critical path: clipped to the parent's own times, one pass": "not to the parent's clipped "
+                                                                   "window",
 }
 
 RIGHT = [

@@ -117,6 +117,32 @@ def keep_trace(spans, slow_ms, spans_left):
         return True
     return len(spans) <= spans_left
 '''),
+    ("07.keep_trace", "keep_trace: http.status_code >= 500 as the error test", '''
+def keep_trace(spans, slow_ms, spans_left):
+    if any(s.attributes.get("http.status_code", 200) >= 500 for s in spans):
+        return True
+    duration_ms = (max(s.end_s for s in spans) - min(s.start_s for s in spans)) * 1000
+    if duration_ms > slow_ms:
+        return True
+    return len(spans) <= spans_left
+'''),
+    ("07.keep_trace", "keep_trace: min(end_s) typed for min(start_s)", '''
+def keep_trace(spans, slow_ms, spans_left):
+    if any(s.status == "error" for s in spans):
+        return True
+    duration_ms = (max(s.end_s for s in spans) - min(s.end_s for s in spans)) * 1000
+    if duration_ms > slow_ms:
+        return True
+    return len(spans) <= spans_left
+'''),
+    ("07.keep_trace", "keep_trace: spans[-1].end_s - spans[0].start_s, unsorted", '''
+def keep_trace(spans, slow_ms, spans_left):
+    if any(s.status == "error" for s in spans):
+        return True
+    if (spans[-1].end_s - spans[0].start_s) * 1000 > slow_ms:
+        return True
+    return len(spans) <= spans_left
+'''),
 ]
 
 WHY = {
@@ -128,13 +154,18 @@ WHY = {
     "keep_trace: the average span duration": "whatever the budget",
     "keep_trace: the longest single span": "you timed the longest single span",
     "keep_trace: sorted in place, end of the last one to start": "the span that started last",
-    "keep_trace: the root's status only": "you looked at the root's status only",
+    "keep_trace: the root's status only": "a span deeper in the tree",
     "keep_trace: the root's duration as the trace's": "you timed the root span only",
     "keep_trace: the sum of the span durations": "you added up the spans' durations",
     "keep_trace: seconds compared with milliseconds": "multiply by 1000 before comparing",
     "keep_trace: no budget": "does not fit in the budget",
     "keep_trace: any budget left is enough": "the budget counts spans",
     "keep_trace: < instead of <= for the budget": "fits exactly",
+    "keep_trace: http.status_code >= 500 as the error test": 'test s.status == "error" on '
+                                                             'every span',
+    "keep_trace: min(end_s) typed for min(start_s)": "latest end_s minus earliest start_s, "
+                                                     "times 1000",
+    "keep_trace: spans[-1].end_s - spans[0].start_s, unsorted": "the spans come in any order",
 }
 
 RIGHT = [

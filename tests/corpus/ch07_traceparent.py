@@ -276,6 +276,28 @@ def parse_traceparent(header):
         return None
     return version, trace_id, parent_id, flags
 '''),
+    ("07.parse_traceparent", "traceparent: an object with a sampled bool, no flags", '''
+import re
+from dataclasses import dataclass
+
+@dataclass
+class Parent:
+    version: str
+    trace_id: str
+    parent_id: str
+    sampled: bool
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    m = re.fullmatch(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", header)
+    if m is None:
+        return None
+    v, t, p, f, rest = m.groups()
+    if v == "ff" or t == "0" * 32 or p == "0" * 16 or (v == "00" and rest):
+        return None
+    return Parent(v, t, p, int(f, 16) & 1 == 1)
+'''),
 ]
 
 WHY = {
@@ -296,6 +318,8 @@ WHY = {
     "traceparent: re.match with ^...$ (a final newline gets in)": "ends in a newline",
     "traceparent: header.strip() before matching": "ends in a newline",
     r"traceparent: \d for the digits (matches other scripts)": "a digit of another script",
+    "traceparent: an object with a sampled bool, no flags": "this Parent has no 'flags' (or "
+                                                            "'trace_flags')",
 }
 
 RIGHT = [
@@ -383,5 +407,27 @@ def parse_traceparent(header):
     if version == "00" and len(parts) > 4:
         return None
     return version, trace_id, parent_id, flags
+'''),
+    ("07.parse_traceparent", "traceparent: a dataclass with OTel's span_id", '''
+import re
+from dataclasses import dataclass
+
+@dataclass
+class TraceParent:
+    version: str
+    trace_id: str
+    span_id: str
+    flags: str
+
+def parse_traceparent(header):
+    if header is None:
+        return None
+    m = re.fullmatch(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", header)
+    if m is None:
+        return None
+    v, t, p, f, rest = m.groups()
+    if v == "ff" or t == "0" * 32 or p == "0" * 16 or (v == "00" and rest):
+        return None
+    return TraceParent(v, t, p, f)
 '''),
 ]
