@@ -18,16 +18,15 @@ import uuid
 
 from . import Wrong, exercise, plain, run_rng
 
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?",
-                          re.DOTALL)           # a future version's extra fields: anything
-
 
 def parse_traceparent(header):
     """(version, trace_id, parent_id, flags), the header's four fields as strings, or None when
     `header` is missing (None) or invalid: then the receiver starts a new trace."""
+    import re                                # self-contained: solution() prints this function
     if not isinstance(header, str):
         return None
-    m = _TRACEPARENT.fullmatch(header)
+    m = re.fullmatch(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", header,
+                     re.DOTALL)               # a future version's extra fields: anything
     if m is None:
         return None
     version, trace_id, parent_id, flags, rest = m.groups()
