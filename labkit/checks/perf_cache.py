@@ -5,9 +5,11 @@ backend call, not N.
 The check drives the answer with a fake backend whose loads it holds open (an asyncio.Event per
 key), so every question ("how many loads had started while the first was still running?") has
 one answer, whatever the machine's speed. Keys, values, errors and the number of callers are
-drawn per run. Every wait is bounded. Besides misses, hits, failures and different keys, it
-cancels one waiting caller (a caller that gives up must not cancel the load the others share)
-and checks that entries of other keys, in `cache` and `inflight`, are left alone.
+drawn per run. Every wait is bounded. Besides misses, hits (of a cached None and of a falsy
+value too), failures and different keys, it cancels one waiting caller and then the first caller
+of another key (a caller that gives up, even the one whose miss started the load, must not
+cancel the load the others share), and checks that `cache` and `inflight` gain no key nobody
+asked for and keep the entries of other keys.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class _Backend:
 
     def __init__(self, values: dict):
         self.values, self.calls, self.gates, self.fail_once = values, [], {}, {}
+        self.tasks = []         # the asyncio task each load ran in, parallel to `calls`
         self.returned, self.failed, self.cancelled = [], [], []
         self.last = {}          # key -> how its latest load ended so far ("started", ...)
         self.made = collections.deque(maxlen=1000)   # coroutines load() returned, to close
@@ -67,6 +70,7 @@ class _Backend:
 
     async def _load(self, key):
         self.calls.append(key)
+        self.tasks.append(asyncio.current_task())
         self.last[key] = "started"
         try:
             gate = self.gates.get(key)
@@ -94,6 +98,10 @@ class _Backend:
 
     def count(self, key) -> int:
         return sum(1 for k in self.calls if k == key)
+
+    def tasks_of(self, key) -> list:
+        """The task each load of `key` ran in, in call order."""
+        return [t for k, t in zip(self.calls, self.tasks) if k == key]
 
 
 async def _settle() -> None:
@@ -247,18 +255,19 @@ class _Inflight(dict):
           hint=_HINT, timeout_s=20.0)
 async def check_single_flight(impl) -> None:
     rng = run_rng("06.single_flight")
-    names = rng.sample(range(100, 1000), 9)
-    k1, k_falsy, k2, ka, kb, ke, kc, k_spare, k_kept = (f"user:{n}" for n in names)
-    values = {k: f"profile of {k} (#{rng.randint(1000, 9999)})" for k in (k1, k2, ka, kb, ke, kc)}
-    values[k_falsy] = rng.choice([0, "", [], 0.0])
+    names = rng.sample(range(100, 1000), 11)
+    k1, k_falsy, k_none, k2, ka, kb, ke, kc, kd, k_spare, k_kept = (f"user:{n}" for n in names)
+    values = {k: f"profile of {k} (#{rng.randint(1000, 9999)})"
+              for k in (k1, k2, ka, kb, ke, kc, kd)}
+    values[k_falsy], values[k_none] = rng.choice([0, "", [], 0.0]), None
     backend = _Backend(values)
     kept = f"profile of {k_kept} (cached earlier by someone else)"
     cache, inflight = {k_kept: kept}, _Inflight()
     inflight[k_spare] = "(a load of another key, made by someone else)"
     started: list = []
     try:
-        await _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, ka, kb, ke,
-                     kc, k_spare, k_kept)
+        await _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_none, k2, ka,
+                     kb, ke, kc, kd, k_spare, k_kept)
     finally:
         for t in started:
             t.cancel()
@@ -269,8 +278,15 @@ async def check_single_flight(impl) -> None:
         backend.close_unawaited()
 
 
-def _others_kept(cache, inflight, k_spare, k_kept, kept) -> None:
-    """Wrong unless the entries of other keys, put there by someone else, are still there."""
+def _others_kept(cache, inflight, k_spare, k_kept, kept, asked) -> None:
+    """Wrong unless the entries of other keys, put there by someone else, are still there, and
+    neither dict gained a key outside `asked` (the keys the check asked for so far)."""
+    for name, d, theirs in (("cache", cache, k_kept), ("inflight", inflight, k_spare)):
+        extra = [k for k in list(d) if k != theirs and k not in asked]
+        if extra:
+            raise Wrong(f"your `single_flight` put {name}[{extra[0]!r}] = {d[extra[0]]!r}, a "
+                        "key the check never asked for: only touch the key you were asked for.",
+                        f"Store only `{name}[key]`; the dict is shared with other code.")
     if inflight.get(k_spare) is None:
         raise Wrong(f"your `single_flight` removed {k_spare!r} from inflight: only touch the key "
                     "you were asked for.")
@@ -281,9 +297,130 @@ def _others_kept(cache, inflight, k_spare, k_kept, kept) -> None:
                     "Store the value with `cache[key] = value`; leave the other keys alone.")
 
 
-async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, ka, kb, ke,
-                 kc, k_spare, k_kept) -> None:
+def _loaded_again(load_tasks, callers, key, err, n) -> None:
+    """Wrong for a failed load followed by more loads of `key` among `n` callers: one task that
+    retried, the waiters loading themselves, or (neither) more loads started somewhere."""
+    head = (f"the load of {key!r} failed with {raised(err)}, and {n} callers made "
+            f"{len(load_tasks)} loads in all")
+    own = [t for t in load_tasks[1:] if t in callers and t is not load_tasks[0]]
+    if len(set(load_tasks)) == 1:
+        raise Wrong(f"{head}, every one in the same task: the waiters shared your load, but it "
+                    "retried after the error. single_flight should raise the load's error to "
+                    "every waiter (retries are chapter 5's job, outside the cache).",
+                    "Await `load(key)` once per miss; let its exception reach every waiter.")
+    if own:
+        raise Wrong(f"{head}: after the first load failed, {len(set(own))} of the waiting "
+                    "callers called load again themselves instead of getting its error.",
+                    "Waiters await the same task: its "
+                    "error is raised to each of them.")
+    raise Wrong(f"{head}, in more than one task: single_flight should raise the first "
+                "load's error to every waiter and load again only on the next call.",
+                "Waiters await the same task: its error is raised to each of them.")
+
+
+def _outcomes_told(tasks, value) -> str:
+    """What the other callers `tasks` got, e.g. "of the other 3 callers, 2 got CancelledError,
+    1 was still waiting 2 s after the load ended"; "" if all got `value`."""
+    told = collections.Counter()
+    for t in tasks:
+        if not t.done():
+            told[f"still waiting {_WAIT_S:g} s after the load ended"] += 1
+        elif t.cancelled():
+            told["got CancelledError"] += 1
+        elif t.exception() is not None:
+            if isinstance(t.exception(), Wrong):
+                raise t.exception()
+            told[f"got {raised(t.exception())}"] += 1
+        elif t.result() != value:
+            told[f"got {t.result()!r}"] += 1
+    if not told:
+        return ""
+    if len(told) == 1 and sum(told.values()) == len(tasks):
+        (what,) = told
+        return f"the other {len(tasks)} callers all {'were ' * what.startswith('still')}{what}"
+    return f"of the other {len(tasks)} callers, " + ", ".join(
+        f"{c} {('was ' if c == 1 else 'were ') * what.startswith('still')}{what}"
+        for what, c in told.items())
+
+
+async def _first_caller_gives_up(impl, rng, backend, cache, inflight, started, key) -> None:
+    """Wrong unless cancelling the first caller of `key` (the one whose miss started its load)
+    leaves the load running for the others, and a caller arriving after that joins it."""
+    n = rng.randint(3, 8)
+    backend.hold(key)
+    callers = _start(impl, cache, inflight, key, backend, n)
+    started += callers
+    await _settle()
+    first, waiters = callers[0], callers[1:]
+    if backend.count(key) != 1:        # shown earlier, in step 3; a load must be running here
+        return
+    first.cancel()
+    await _settle()
+    load_cancelled = backend.last.get(key) == "cancelled"
+    inline = backend.tasks_of(key)[0] is first
+    still_inflight = key in inflight
+    late = _start(impl, cache, inflight, key, backend)
+    started += late
+    await _settle()
+    loads_while_running = backend.count(key)
+    backend.release(key)
+    await asyncio.wait(waiters + late, timeout=_WAIT_S)
+    told = _outcomes_told(waiters, backend.values[key])
+    late_waiting = not late[0].done()
+    for t in waiters + late:
+        if not t.done():
+            t.cancel()
+    gave_up = f"cancelling the first caller of {key!r} (the one whose miss started the load)"
+    hint = ("Run the load in a task of its own (`task = asyncio.ensure_future(load(key))`, kept "
+            "in `inflight[key]`), and have every caller, the first one too, "
+            "`await asyncio.shield(task)`: a caller that gives up then leaves it running.")
+    them = told or (f"the other {len(waiters)} callers got the value only from another "
+                    f"load ({backend.count(key)} loads in all)")
+    if load_cancelled and inline:
+        raise Wrong(f"{gave_up} cancelled the load itself: load({key!r}) ran inside that "
+                    "caller's own task, not in a task of its own, so it was cancelled with it; "
+                    f"{them}.", hint)
+    if load_cancelled:
+        raise Wrong(f"{gave_up} cancelled the load task the others were waiting for; {them}. "
+                    "The first caller must await it through asyncio.shield too.", hint)
+    if told:
+        raise Wrong(f"{gave_up} left the load running, yet {them}.", hint)
+    if loads_while_running > 1:
+        where = (f"inflight no longer held {key!r}" if not still_inflight else
+                 f"inflight still held {key!r}")
+        raise Wrong(f"after the first caller of {key!r} was cancelled, {where}, and a caller "
+                    f"arriving while its load still ran started a second load: "
+                    f"{loads_while_running} loads for one miss.",
+                    "Remove the key from `inflight` when the load ends (a done "
+                    "callback on the task), not when a caller stops waiting.")
+    if late_waiting:
+        raise Wrong(f"after the first caller of {key!r} was cancelled, a caller arriving while "
+                    f"its load ran was still waiting {_WAIT_S:g} s after the load returned.",
+                    "Every caller that finds the load in `inflight` awaits the same task.")
+    if late[0].cancelled():
+        raise Wrong(f"after the first caller of {key!r} was cancelled, a caller arriving while "
+                    "its load ran got CancelledError, though nobody cancelled it.", hint)
+    _no_errors([late[0].exception() or late[0].result()], key, backend)
+    if late[0].result() != backend.values[key]:
+        raise Wrong(f"after the first caller of {key!r} was cancelled, a caller arriving while "
+                    f"the load ran got {late[0].result()!r} instead of "
+                    f"{backend.values[key]!r}.")
+    if cache.get(key, _MISSING) != backend.values[key]:
+        raise Wrong(f"the first caller of {key!r} was cancelled while the load ran; the load "
+                    f"returned and the others got its value, yet cache[{key!r}] is "
+                    f"{cache.get(key, '(missing)')!r}.",
+                    "Store the value whoever is still waiting when the load ends: in every "
+                    "caller after its await, or in the task itself.")
+
+
+async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_none, k2, ka, kb,
+                 ke, kc, kd, k_spare, k_kept) -> None:
     values, kept = backend.values, cache[k_kept]
+    asked = []
+
+    def others_kept(*keys):
+        asked.extend(k for k in keys if k not in asked)
+        _others_kept(cache, inflight, k_spare, k_kept, kept, asked)
     # 1. One call: loads, stores in cache, leaves nothing in inflight.
     started += _start(impl, cache, inflight, k1, backend)
     (got,) = await _finish(started[-1:], f"for {k1!r}", backend, k1)
@@ -303,21 +440,25 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
                     "that failed would be handed to every later caller instead of retried.",
                     "Remove the key when the load ends: `task.add_done_callback(lambda _: "
                     "inflight.pop(key, None))`, or `del inflight[key]` in a `finally`.")
-    _others_kept(cache, inflight, k_spare, k_kept, kept)
-    # 2. A hit, and a value that is falsy.
+    others_kept(k1)
+    # 2. A hit, and values that are falsy: one of 0, "", [], 0.0, then None.
     started += _start(impl, cache, inflight, k1, backend)
     await _finish(started[-1:], f"for {k1!r}", backend, k1)
     if backend.count(k1) != 1:
         raise Wrong(f"{k1!r} was in cache, yet the second call loaded it again.",
                     "Check `if key in cache: return cache[key]` first.")
-    for _ in range(2):
-        started += _start(impl, cache, inflight, k_falsy, backend)
-        (got,) = await _finish(started[-1:], f"for {k_falsy!r}", backend, k_falsy)
-        _no_errors([got], k_falsy, backend)
-    if backend.count(k_falsy) != 1:
-        raise Wrong(f"the value of {k_falsy!r} is {values[k_falsy]!r}, and two calls loaded it "
-                    f"{backend.count(k_falsy)} times: a falsy value is still a cached value "
-                    "(`if cache.get(key):` treats it as missing).", "Test `key in cache`.")
+    for k in (k_falsy, k_none):
+        for _ in range(2):
+            started += _start(impl, cache, inflight, k, backend)
+            (got,) = await _finish(started[-1:], f"for {k!r}", backend, k)
+            _no_errors([got], k, backend)
+        if backend.count(k) != 1:
+            raise Wrong(f"the value of {k!r} is {values[k]!r}, and two calls loaded it "
+                        f"{backend.count(k)} times: a falsy value is still a cached value, and "
+                        "so is None (`if cache.get(key):` treats every falsy value as missing, "
+                        "`if cache.get(key) is not None:` treats None as missing).",
+                        "Test `if key in cache: return cache[key]`.")
+    others_kept(k_falsy, k_none)
     # 3. Concurrent misses for one key: one load; everyone gets its value.
     n = rng.randint(4, 12)
     backend.hold(k2)
@@ -393,10 +534,7 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
     loads = backend.count(ke)
     bad = [got for got in outcomes if not (type(got) is type(err) and str(got) == str(err))]
     if loads > 1:
-        raise Wrong(f"the load of {ke!r} failed with {raised(err)}, and the {n} waiting callers "
-                    f"made {loads} loads in all: the waiters did not get the first load's "
-                    "error, they loaded again themselves.", "Waiters await the same task: its "
-                    "error is raised to each of them.")
+        _loaded_again(backend.tasks_of(ke), started[-n:], ke, err, n)
     if bad:
         raise Wrong(f"the load of {ke!r} failed with {raised(err)}; a waiting caller got "
                     f"{raised(bad[0]) if isinstance(bad[0], BaseException) else repr(bad[0])} "
@@ -428,6 +566,7 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
     _no_errors([got], ke, backend)
     if got != values[ke]:
         raise Wrong(f"the retry of {ke!r} returned {got!r}, expected {values[ke]!r}.")
+    others_kept(k2, ka, kb, ke)
     # 6. One caller gives up (is cancelled) while the others wait: the load runs on for them.
     n = rng.randint(3, 8)
     backend.hold(kc)
@@ -465,4 +604,8 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k2, 
         raise Wrong(f"one of {n} callers of {kc!r} was cancelled while the load ran; the load "
                     f"returned, yet cache[{kc!r}] is {cache.get(kc, '(missing)')!r}.",
                     "The callers still waiting store the value when they get it.")
-    _others_kept(cache, inflight, k_spare, k_kept, kept)
+    others_kept(kc)
+    # 7. The first caller, whose miss started the load, gives up: the load runs on for the
+    # others, and a caller arriving after that still joins it.
+    await _first_caller_gives_up(impl, rng, backend, cache, inflight, started, kd)
+    others_kept(kd)
