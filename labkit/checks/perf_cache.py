@@ -10,14 +10,18 @@ value too), failures and different keys, it cancels one waiting caller and then 
 of another key (a caller that gives up, even the one whose miss started the load, must not
 cancel the load the others share), and checks that `cache` and `inflight` gain no key nobody
 asked for and keep the entries of other keys.
+
+The fake backend, and the helpers that start callers and read what they got, are in
+labkit/checks/perf_cache_harness.py; this module holds the reference and the check's steps.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
-import inspect
 
 from . import Wrong, exercise, raised, run_rng
+from .perf_cache_harness import (MISSING, SETTLE_TICKS, WAIT_S, Inflight, _Backend, finish,
+                                 loaded_again, no_errors, others_untouched, outcomes_told,
+                                 settle, shared_coroutine, start, timed_keys)
 
 
 async def single_flight(cache, inflight, key, load):
@@ -38,217 +42,12 @@ async def single_flight(cache, inflight, key, load):
     return value
 
 
-_MISSING = object()
-_WAIT_S = 2.0          # callers must all have answered this long after their loads ended
-_SETTLE_TICKS = 30     # loop iterations given to the answer to start its loads
-
-
-class _Backend:
-    """`load(key)` for the check: records calls (and which returned, failed or were
-    cancelled), waits at the key's gate, fails on demand."""
-
-    def __init__(self, values: dict):
-        self.values, self.calls, self.gates, self.fail_once = values, [], {}, {}
-        self.tasks = []         # the asyncio task each load ran in, parallel to `calls`
-        self.returned, self.failed, self.cancelled = [], [], []
-        self.last = {}          # key -> how its latest load ended so far ("started", ...)
-        self.made = collections.deque(maxlen=1000)   # coroutines load() returned, to close
-                                                     # those never awaited
-
-        def load(key):          # a plain function named `load`, so errors read "load() ..."
-            coro = self._load(key)
-            self.made.append(coro)
-            return coro
-        self.load = load
-
-    def hold(self, *keys) -> None:
-        for k in keys:
-            self.gates[k] = asyncio.Event()
-
-    def release(self, key) -> None:
-        self.gates.pop(key).set()
-
-    async def _load(self, key):
-        self.calls.append(key)
-        self.tasks.append(asyncio.current_task())
-        self.last[key] = "started"
-        try:
-            gate = self.gates.get(key)
-            if gate is not None:
-                await asyncio.wait_for(gate.wait(), 10 * _WAIT_S)
-        except asyncio.CancelledError:
-            self.cancelled.append(key)
-            self.last[key] = "cancelled"
-            raise
-        err = self.fail_once.pop(key, None)
-        if err is not None:
-            self.failed.append(key)
-            self.last[key] = "failed"
-            raise err
-        value = self.values[key]
-        self.returned.append(key)
-        self.last[key] = "returned"
-        return value
-
-    def close_unawaited(self) -> None:
-        """Close the coroutines nobody awaited (no "never awaited" warning from the check)."""
-        for coro in self.made:
-            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
-                coro.close()
-
-    def count(self, key) -> int:
-        return sum(1 for k in self.calls if k == key)
-
-    def tasks_of(self, key) -> list:
-        """The task each load of `key` ran in, in call order."""
-        return [t for k, t in zip(self.calls, self.tasks) if k == key]
-
-
-async def _settle() -> None:
-    for _ in range(_SETTLE_TICKS):
-        await asyncio.sleep(0)
-
-
-def _start(impl, cache, inflight, key, backend, n=1) -> list:
-    return [asyncio.ensure_future(_call(impl, cache, inflight, key, backend)) for _ in range(n)]
-
-
-async def _call(impl, cache, inflight, key, backend):
-    got = impl(cache, inflight, key, backend.load)
-    if not inspect.isawaitable(got):
-        raise Wrong(f"`single_flight` returned {got!r} without awaiting anything: make it an "
-                    "`async def` and `await load(key)` (callers await single_flight(...)).",
-                    "`async def single_flight(cache, inflight, key, load):`")
-    got = await got
-    if inspect.isawaitable(got):
-        if inspect.iscoroutine(got):
-            got.close()
-        raise Wrong(f"single_flight(..., {key!r}, load) returned {type(got).__name__} instead "
-                    "of the value: await it (`value = await load(key)` or `await task`).",
-                    "Return the value itself, not the coroutine or task that produces it.")
-    return got
-
-
-_ENDED = {"failed": "after the load failed", "returned": "after the load had returned",
-          "cancelled": "after the load was cancelled", "started": "while the load ran",
-          None: "and load had not been called"}
-
-
-async def _finish(tasks, what: str, backend: _Backend, *keys) -> list:
-    """Outcomes (value or exception; CancelledError for a cancelled caller) of `tasks`, or
-    Wrong if some still wait _WAIT_S after the loads of `keys` were let go (the message says
-    how the latest of those loads ended)."""
-    if tasks:
-        await asyncio.wait(tasks, timeout=_WAIT_S)
-    pending = [t for t in tasks if not t.done()]
-    for t in pending:
-        t.cancel()
-    if pending:
-        await asyncio.wait(pending, timeout=1.0)
-        ends = [backend.last.get(k) for k in keys]
-        ended = _ENDED[next((e for e in ("failed", "cancelled", "started", None) if e in ends),
-                            "returned")]
-        raise Wrong(f"{len(pending)} of the {len(tasks)} callers {what} were still waiting "
-                    f"{_WAIT_S:g} s {ended}: they wait for something nobody "
-                    "sets (a future or event never completed, a lock never released?).",
-                    "Every waiter must be woken when the load ends, whether it succeeded or "
-                    "failed: complete the future (or set the event) in a `finally`.")
-    out = []
-    for t in tasks:
-        if t.cancelled():
-            out.append(asyncio.CancelledError())
-            continue
-        err = t.exception()
-        if isinstance(err, Wrong):
-            raise err
-        out.append(err if err is not None else t.result())
-    return out
-
-
-_IN_A_LOOP = ("running event loop", "loop is already running", "another loop is running")
-
-
-def _no_errors(outcomes, keys, backend: _Backend) -> None:
-    """Wrong if a caller got an exception where the value was due; `keys` is the key of every
-    outcome (or one key for all), and the message says what the load of that key had done."""
-    keys = keys if isinstance(keys, list) else [keys] * len(outcomes)
-    for key, got in zip(keys, outcomes):
-        if isinstance(got, NotImplementedError):
-            raise got
-        if not isinstance(got, BaseException):
-            continue
-        head = f"single_flight(cache, inflight, {key!r}, load) raised {raised(got)}"
-        if isinstance(got, RuntimeError) and any(s in str(got) for s in _IN_A_LOOP):
-            raise Wrong(f"{head}. single_flight is called from inside a running event loop: "
-                        "make it `async def` and `await load(key)`.",
-                        "asyncio.run() starts a new event loop and cannot run inside one; "
-                        "`async def single_flight(...)` and `value = await load(key)`.")
-        if key in backend.returned:
-            raise Wrong(f"{head} although load succeeded.")
-        if key in backend.calls:
-            raise Wrong(f"{head} before its load had returned.")
-        raise Wrong(f"{head}, and load({key!r}) never ran.",
-                    "Start the load with `load(key)` (the key is its one argument) and await "
-                    "it, or the task that runs it.")
-
-
-def _shared_coroutine(outcomes, inflight_seen: bool, key, n: int) -> None:
-    """Wrong if callers awaited one coroutine together (only the first may await it)."""
-    twice = [got for got in outcomes if isinstance(got, RuntimeError)
-             and ("being awaited already" in str(got) or "already awaited" in str(got))]
-    if twice:
-        held = (f"inflight[{key!r}] held a coroutine (what load(key) returns), and a coroutine"
-                if inflight_seen else "a coroutine (what load(key) returns)")
-        raise Wrong(f"{held} can be awaited only once: {len(twice)} of the {n} callers of "
-                    f"{key!r} awaited it too and got {raised(twice[0])}.",
-                    "Wrap it in a task, which any number of callers can await: "
-                    "`inflight[key] = asyncio.ensure_future(load(key))`.")
-
-
-async def _timed_keys(impl, n_keys: int, load_s: float) -> float:
-    """Seconds for n_keys different keys, loaded concurrently, each load taking load_s."""
-    async def load(key):
-        await asyncio.sleep(load_s)
-        return key
-    cache, inflight = {}, {}
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    tasks = [asyncio.ensure_future(impl(cache, inflight, k, load)) for k in range(n_keys)]
-    done, pending = await asyncio.wait(tasks, timeout=n_keys * load_s + _WAIT_S)
-    for t in pending:
-        t.cancel()
-    for t in done:
-        t.cancelled() or t.exception()
-    return loop.time() - t0
-
-
 _HINT = ("If the key is in `cache`, return it. Otherwise, if `inflight` has a load for the key, "
          "await that one; if not, start it with `task = asyncio.ensure_future(load(key))`, put "
          "it in `inflight[key]`, and remove it when it ends "
          "(`task.add_done_callback(lambda _: inflight.pop(key, None))`). Then "
          "`value = await asyncio.shield(task)` (so a caller that gives up does not cancel the "
          "load for the others), store it in `cache[key]` and return it.")
-
-
-class _Inflight(dict):
-    """The `inflight` dict the check passes: notes whether a coroutine was ever stored in it."""
-    coroutine_stored = False
-
-    def _note(self, value):
-        if inspect.iscoroutine(value):
-            self.coroutine_stored = True
-        return value
-
-    def __setitem__(self, key, value):
-        super().__setitem__(key, self._note(value))
-
-    def setdefault(self, key, default=None):
-        return super().setdefault(key, self._note(default))
-
-    def update(self, *args, **kwargs):
-        for value in dict(*args, **kwargs).values():
-            self._note(value)
-        super().update(*args, **kwargs)
 
 
 @exercise("06.single_flight", reference=single_flight, title="Exercise 2 · single_flight",
@@ -262,7 +61,7 @@ async def check_single_flight(impl) -> None:
     values[k_falsy], values[k_none] = rng.choice([0, "", [], 0.0]), None
     backend = _Backend(values)
     kept = f"profile of {k_kept} (cached earlier by someone else)"
-    cache, inflight = {k_kept: kept}, _Inflight()
+    cache, inflight = {k_kept: kept}, Inflight()
     inflight[k_spare] = "(a load of another key, made by someone else)"
     started: list = []
     try:
@@ -278,94 +77,29 @@ async def check_single_flight(impl) -> None:
         backend.close_unawaited()
 
 
-def _others_kept(cache, inflight, k_spare, k_kept, kept, asked) -> None:
-    """Wrong unless the entries of other keys, put there by someone else, are still there, and
-    neither dict gained a key outside `asked` (the keys the check asked for so far)."""
-    for name, d, theirs in (("cache", cache, k_kept), ("inflight", inflight, k_spare)):
-        extra = [k for k in list(d) if k != theirs and k not in asked]
-        if extra:
-            raise Wrong(f"your `single_flight` put {name}[{extra[0]!r}] = {d[extra[0]]!r}, a "
-                        "key the check never asked for: only touch the key you were asked for.",
-                        f"Store only `{name}[key]`; the dict is shared with other code.")
-    if inflight.get(k_spare) is None:
-        raise Wrong(f"your `single_flight` removed {k_spare!r} from inflight: only touch the key "
-                    "you were asked for.")
-    if cache.get(k_kept) != kept:
-        done = "removed" if k_kept not in cache else "changed"
-        raise Wrong(f"your `single_flight` {done} cache[{k_kept!r}], a value someone else had "
-                    "cached: only touch the key you were asked for.",
-                    "Store the value with `cache[key] = value`; leave the other keys alone.")
-
-
-def _loaded_again(load_tasks, callers, key, err, n) -> None:
-    """Wrong for a failed load followed by more loads of `key` among `n` callers: one task that
-    retried, the waiters loading themselves, or (neither) more loads started somewhere."""
-    head = (f"the load of {key!r} failed with {raised(err)}, and {n} callers made "
-            f"{len(load_tasks)} loads in all")
-    own = [t for t in load_tasks[1:] if t in callers and t is not load_tasks[0]]
-    if len(set(load_tasks)) == 1:
-        raise Wrong(f"{head}, every one in the same task: the waiters shared your load, but it "
-                    "retried after the error. single_flight should raise the load's error to "
-                    "every waiter (retries are chapter 5's job, outside the cache).",
-                    "Await `load(key)` once per miss; let its exception reach every waiter.")
-    if own:
-        raise Wrong(f"{head}: after the first load failed, {len(set(own))} of the waiting "
-                    "callers called load again themselves instead of getting its error.",
-                    "Waiters await the same task: its "
-                    "error is raised to each of them.")
-    raise Wrong(f"{head}, in more than one task: single_flight should raise the first "
-                "load's error to every waiter and load again only on the next call.",
-                "Waiters await the same task: its error is raised to each of them.")
-
-
-def _outcomes_told(tasks, value) -> str:
-    """What the other callers `tasks` got, e.g. "of the other 3 callers, 2 got CancelledError,
-    1 was still waiting 2 s after the load ended"; "" if all got `value`."""
-    told = collections.Counter()
-    for t in tasks:
-        if not t.done():
-            told[f"still waiting {_WAIT_S:g} s after the load ended"] += 1
-        elif t.cancelled():
-            told["got CancelledError"] += 1
-        elif t.exception() is not None:
-            if isinstance(t.exception(), Wrong):
-                raise t.exception()
-            told[f"got {raised(t.exception())}"] += 1
-        elif t.result() != value:
-            told[f"got {t.result()!r}"] += 1
-    if not told:
-        return ""
-    if len(told) == 1 and sum(told.values()) == len(tasks):
-        (what,) = told
-        return f"the other {len(tasks)} callers all {'were ' * what.startswith('still')}{what}"
-    return f"of the other {len(tasks)} callers, " + ", ".join(
-        f"{c} {('was ' if c == 1 else 'were ') * what.startswith('still')}{what}"
-        for what, c in told.items())
-
-
 async def _first_caller_gives_up(impl, rng, backend, cache, inflight, started, key) -> None:
     """Wrong unless cancelling the first caller of `key` (the one whose miss started its load)
     leaves the load running for the others, and a caller arriving after that joins it."""
     n = rng.randint(3, 8)
     backend.hold(key)
-    callers = _start(impl, cache, inflight, key, backend, n)
+    callers = start(impl, cache, inflight, key, backend, n)
     started += callers
-    await _settle()
+    await settle()
     first, waiters = callers[0], callers[1:]
     if backend.count(key) != 1:        # shown earlier, in step 3; a load must be running here
         return
     first.cancel()
-    await _settle()
+    await settle()
     load_cancelled = backend.last.get(key) == "cancelled"
     inline = backend.tasks_of(key)[0] is first
     still_inflight = key in inflight
-    late = _start(impl, cache, inflight, key, backend)
+    late = start(impl, cache, inflight, key, backend)
     started += late
-    await _settle()
+    await settle()
     loads_while_running = backend.count(key)
     backend.release(key)
-    await asyncio.wait(waiters + late, timeout=_WAIT_S)
-    told = _outcomes_told(waiters, backend.values[key])
+    await asyncio.wait(waiters + late, timeout=WAIT_S)
+    told = outcomes_told(waiters, backend.values[key])
     late_waiting = not late[0].done()
     for t in waiters + late:
         if not t.done():
@@ -395,17 +129,17 @@ async def _first_caller_gives_up(impl, rng, backend, cache, inflight, started, k
                     "callback on the task), not when a caller stops waiting.")
     if late_waiting:
         raise Wrong(f"after the first caller of {key!r} was cancelled, a caller arriving while "
-                    f"its load ran was still waiting {_WAIT_S:g} s after the load returned.",
+                    f"its load ran was still waiting {WAIT_S:g} s after the load returned.",
                     "Every caller that finds the load in `inflight` awaits the same task.")
     if late[0].cancelled():
         raise Wrong(f"after the first caller of {key!r} was cancelled, a caller arriving while "
                     "its load ran got CancelledError, though nobody cancelled it.", hint)
-    _no_errors([late[0].exception() or late[0].result()], key, backend)
+    no_errors([late[0].exception() or late[0].result()], key, backend)
     if late[0].result() != backend.values[key]:
         raise Wrong(f"after the first caller of {key!r} was cancelled, a caller arriving while "
                     f"the load ran got {late[0].result()!r} instead of "
                     f"{backend.values[key]!r}.")
-    if cache.get(key, _MISSING) != backend.values[key]:
+    if cache.get(key, MISSING) != backend.values[key]:
         raise Wrong(f"the first caller of {key!r} was cancelled while the load ran; the load "
                     f"returned and the others got its value, yet cache[{key!r}] is "
                     f"{cache.get(key, '(missing)')!r}.",
@@ -420,11 +154,11 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
 
     def others_kept(*keys):
         asked.extend(k for k in keys if k not in asked)
-        _others_kept(cache, inflight, k_spare, k_kept, kept, asked)
+        others_untouched(cache, inflight, k_spare, k_kept, kept, asked)
     # 1. One call: loads, stores in cache, leaves nothing in inflight.
-    started += _start(impl, cache, inflight, k1, backend)
-    (got,) = await _finish(started[-1:], f"for {k1!r}", backend, k1)
-    _no_errors([got], k1, backend)
+    started += start(impl, cache, inflight, k1, backend)
+    (got,) = await finish(started[-1:], f"for {k1!r}", backend, k1)
+    no_errors([got], k1, backend)
     if backend.count(k1) != 1:
         raise Wrong(f"one call for {k1!r} (not cached) called load {backend.count(k1)} times, "
                     "expected once.", "On a miss, `await load(key)` once.")
@@ -442,16 +176,16 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
                     "inflight.pop(key, None))`, or `del inflight[key]` in a `finally`.")
     others_kept(k1)
     # 2. A hit, and values that are falsy: one of 0, "", [], 0.0, then None.
-    started += _start(impl, cache, inflight, k1, backend)
-    await _finish(started[-1:], f"for {k1!r}", backend, k1)
+    started += start(impl, cache, inflight, k1, backend)
+    await finish(started[-1:], f"for {k1!r}", backend, k1)
     if backend.count(k1) != 1:
         raise Wrong(f"{k1!r} was in cache, yet the second call loaded it again.",
                     "Check `if key in cache: return cache[key]` first.")
     for k in (k_falsy, k_none):
         for _ in range(2):
-            started += _start(impl, cache, inflight, k, backend)
-            (got,) = await _finish(started[-1:], f"for {k!r}", backend, k)
-            _no_errors([got], k, backend)
+            started += start(impl, cache, inflight, k, backend)
+            (got,) = await finish(started[-1:], f"for {k!r}", backend, k)
+            no_errors([got], k, backend)
         if backend.count(k) != 1:
             raise Wrong(f"the value of {k!r} is {values[k]!r}, and two calls loaded it "
                         f"{backend.count(k)} times: a falsy value is still a cached value, and "
@@ -462,12 +196,12 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
     # 3. Concurrent misses for one key: one load; everyone gets its value.
     n = rng.randint(4, 12)
     backend.hold(k2)
-    started += _start(impl, cache, inflight, k2, backend, n)
-    await _settle()
+    started += start(impl, cache, inflight, k2, backend, n)
+    await settle()
     loads = backend.count(k2)
     backend.release(k2)
-    outcomes = await _finish(started[-n:], f"for {k2!r}", backend, k2)
-    _shared_coroutine(outcomes, inflight.coroutine_stored, k2, n)
+    outcomes = await finish(started[-n:], f"for {k2!r}", backend, k2)
+    shared_coroutine(outcomes, inflight.coroutine_stored, k2, n)
     if loads > 1:
         raise Wrong(f"{n} callers missed {k2!r} at the same time and load was called {loads} "
                     "times while the first load was still running (no single-flight: each "
@@ -476,8 +210,8 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
                     "find it there and await the same task instead of calling load.")
     if loads == 0:
         raise Wrong(f"{n} callers missed {k2!r} and none had called load after "
-                    f"{_SETTLE_TICKS} turns of the event loop.", "Call load on a miss.")
-    _no_errors(outcomes, k2, backend)
+                    f"{SETTLE_TICKS} turns of the event loop.", "Call load on a miss.")
+    no_errors(outcomes, k2, backend)
     if any(got != values[k2] for got in outcomes):
         wrong = next(got for got in outcomes if got != values[k2])
         raise Wrong(f"a caller for {k2!r} got {wrong!r} instead of {values[k2]!r}.")
@@ -491,25 +225,25 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
     rng.shuffle(order)
     tasks = []
     for k in order:
-        tasks += _start(impl, cache, inflight, k, backend)
+        tasks += start(impl, cache, inflight, k, backend)
     started += tasks
-    await _settle()
+    await settle()
     both = {ka, kb} <= set(backend.calls)
     first = next((k for k in backend.calls if k in (ka, kb)), ka)
     other = kb if first == ka else ka
     backend.release(first)
-    await _settle()
+    await settle()
     backend.release(other)
-    outcomes = await _finish(tasks, f"for {ka!r} and {kb!r}", backend, ka, kb)
+    outcomes = await finish(tasks, f"for {ka!r} and {kb!r}", backend, ka, kb)
     for k, got in zip(order, outcomes):
         if got != values[k] and got in (values[ka], values[kb]):
             raise Wrong(f"a caller for {k!r} got the value of {other if k == first else first!r}"
                         f" ({got!r}): one in-flight load shared by all keys (a single global "
                         "future or task) hands every caller whatever is loading, whatever its "
                         "key.", "Keep one load per key: `inflight[key]`.")
-    _no_errors(outcomes, order, backend)
+    no_errors(outcomes, order, backend)
     if not both:
-        took_s = await _timed_keys(impl, 10, 0.03)
+        took_s = await timed_keys(impl, 10, 0.03)
         raise Wrong(f"while the load of {first!r} was running, the load of {other!r} had not "
                     "started: a lock held across `await load(key)` (the tutorial's "
                     "PrefetchCache does this) serialises every key behind every other. Measured "
@@ -527,27 +261,27 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
         f"backend unavailable (incident #{rng.randint(100, 999)})")
     backend.fail_once[ke] = err
     backend.hold(ke)
-    started += _start(impl, cache, inflight, ke, backend, n)
-    await _settle()
+    started += start(impl, cache, inflight, ke, backend, n)
+    await settle()
     backend.release(ke)
-    outcomes = await _finish(started[-n:], f"for {ke!r}", backend, ke)
+    outcomes = await finish(started[-n:], f"for {ke!r}", backend, ke)
     loads = backend.count(ke)
     bad = [got for got in outcomes if not (type(got) is type(err) and str(got) == str(err))]
     if loads > 1:
-        _loaded_again(backend.tasks_of(ke), started[-n:], ke, err, n)
+        loaded_again(backend.tasks_of(ke), started[-n:], ke, err, n)
     if bad:
         raise Wrong(f"the load of {ke!r} failed with {raised(err)}; a waiting caller got "
                     f"{raised(bad[0]) if isinstance(bad[0], BaseException) else repr(bad[0])} "
                     "instead of that error.", "Let the load's exception reach every waiter.")
-    stored = cache.get(ke, _MISSING)
-    started += _start(impl, cache, inflight, ke, backend)
-    (got,) = await _finish(started[-1:], f"for {ke!r}", backend, ke)
+    stored = cache.get(ke, MISSING)
+    started += start(impl, cache, inflight, ke, backend)
+    (got,) = await finish(started[-1:], f"for {ke!r}", backend, ke)
     retried = backend.count(ke) > loads
     if isinstance(stored, BaseException):
         raise Wrong(f"after the load of {ke!r} failed, cache[{ke!r}] = {stored!r}: caching the "
                     "exception, for ever, turns one blip into a permanent error for that key.",
                     "Store only values; a failed load leaves the cache as it was.")
-    if stored is not _MISSING:
+    if stored is not MISSING:
         then = ("makes later calls return it instead of retrying (the next call returned "
                 f"{raised(got) if isinstance(got, BaseException) else repr(got)} without "
                 "calling load)" if not retried else
@@ -563,22 +297,22 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
                     f"{raised(got) if isinstance(got, BaseException) else repr(got)} without "
                     f"calling load: {where}. The next call must try again.",
                     "Remove the key from `inflight` when the load ends, success or failure.")
-    _no_errors([got], ke, backend)
+    no_errors([got], ke, backend)
     if got != values[ke]:
         raise Wrong(f"the retry of {ke!r} returned {got!r}, expected {values[ke]!r}.")
     others_kept(k2, ka, kb, ke)
     # 6. One caller gives up (is cancelled) while the others wait: the load runs on for them.
     n = rng.randint(3, 8)
     backend.hold(kc)
-    callers = _start(impl, cache, inflight, kc, backend, n)
+    callers = start(impl, cache, inflight, kc, backend, n)
     started += callers
-    await _settle()
+    await settle()
     callers[-1].cancel()                  # the last to arrive: a waiter, not the one loading
-    await _settle()
+    await settle()
     load_cancelled = kc in backend.cancelled
     backend.release(kc)
     others = callers[:-1]
-    outcomes = await _finish(others, f"for {kc!r}", backend, kc)
+    outcomes = await finish(others, f"for {kc!r}", backend, kc)
     cancelled = sum(isinstance(got, asyncio.CancelledError) for got in outcomes)
     if cancelled:
         what, shield = (("the shared load", "asyncio.shield(task)") if load_cancelled else
@@ -592,7 +326,7 @@ async def _check(impl, rng, backend, cache, inflight, started, k1, k_falsy, k_no
                     "leaves the load running for the others.",
                     "`value = await asyncio.shield(task)`: cancelling the caller cancels only "
                     "its wait, not the task the others share.")
-    _no_errors(outcomes, kc, backend)
+    no_errors(outcomes, kc, backend)
     if backend.count(kc) != 1:
         raise Wrong(f"{n} callers of {kc!r}, one of them cancelled while the load ran, made "
                     f"{backend.count(kc)} loads, expected 1.")

@@ -10,6 +10,7 @@ from labkit.checks import evaluate
 from labkit.checks import observability  # noqa: F401  (registers chapter 7's exercises in order)
 from labkit.checks import obs_critical_path as cp
 from labkit.checks import obs_sampling as samp
+from labkit.checks import obs_trace_cases as tc
 from labkit.checks import obs_traceparent as tpc
 from labkit.obs import critical_path as lib_cp
 from labkit.obs.traceparent import parse_traceparent as labkit_parse
@@ -108,7 +109,7 @@ def test_traceparent_cases_agree_with_labkits_parser(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_critical_path_cases_have_one_answer_and_tell_every_mistake(seed):
-    cases = cp._cases(random.Random(seed))
+    cases = tc.draw_cases(random.Random(seed), cp.slowest_on_critical_path)
     told, roots, outliving, detached_subtrees, deep_outliving = set(), 0, 0, 0, 0
     for spans, want in cases:
         assert lib_cp.slowest_on_critical_path(spans).span_id == want
@@ -119,23 +120,23 @@ def test_critical_path_cases_have_one_answer_and_tell_every_mistake(seed):
         detached_subtrees += any(n.after_parent and n.children for n in tree.nodes.values())
         deep_outliving += any(n.span.end_s > n.end_s and n.depth >= 2 and not n.after_parent
                               for n in tree.nodes.values())
-        told |= {k for k, v in cp._mistakes(spans).items() if v != want}
-    assert told == set(cp._ORDER)
+        told |= {k for k, v in tc.mistakes(spans).items() if v != want}
+    assert told == set(tc.MISTAKE_ORDER)
     assert roots >= 1 and outliving >= 2       # the root can be the answer; clipping matters
     assert detached_subtrees >= 1 and deep_outliving >= 1    # not only leaves run on
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_each_critical_path_mistake_is_told_on_two_traces_at_least(seed):
-    cases = cp._cases(random.Random(seed))
-    per_case = [cp._mistakes(spans) for spans, _ in cases]
-    for name in cp._ORDER:
+    cases = tc.draw_cases(random.Random(seed), cp.slowest_on_critical_path)
+    per_case = [tc.mistakes(spans) for spans, _ in cases]
+    for name in tc.MISTAKE_ORDER:
         assert sum(m[name] != want for m, (_, want) in zip(per_case, cases)) >= 2, name
 
 
 @pytest.mark.parametrize("seed", range(30))
 def test_library_and_reference_agree_on_random_traces_with_outliving_children(seed):
-    spans = cp._trace(random.Random(seed))
+    spans = tc.trace(random.Random(seed))
     tree = lib_cp.build_tree(spans)
     assert cp.slowest_on_critical_path(spans) in {
         sid for sid, n in tree.nodes.items()
