@@ -215,3 +215,61 @@ def hedge_delay(latencies_ms, budget_extra):
     return round(float(np.percentile(latencies_ms, 100 * (1 - budget_extra))), 1)
 '''),
 ]
+
+# After a second beginner's run (/work/notes/reports/t6b.md, BUG 4 and BUG 8): rounding to
+# whole ms failed only on some runs (int() passed the notebook's first check), and no sample
+# had n * budget_extra < 1 or repeated latencies --------------------------------------------
+WRONG += [
+    ("06.hedge_delay", "rounded to whole ms with round()", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return round(float(np.percentile(latencies_ms, 100 * (1 - budget_extra))))
+'''),
+    ("06.hedge_delay", "truncated to whole ms with int()", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import numpy as np
+    return int(np.percentile(latencies_ms, 100 * (1 - budget_extra)))
+'''),
+    ("06.hedge_delay", "drops the slowest int(n * budget) with [:-k], then the max", '''
+def hedge_delay(latencies_ms, budget_extra):
+    k = int(len(latencies_ms) * budget_extra)      # the requests we may hedge
+    return max(sorted(latencies_ms)[:-k])
+'''),
+    ("06.hedge_delay", "drops repeated latencies with set()", '''
+def hedge_delay(latencies_ms, budget_extra):
+    xs = sorted(set(latencies_ms))
+    return xs[int(len(xs) * (1 - budget_extra))]
+'''),
+]
+
+WHY.update({
+    "rounded to whole ms with round()": "don't round",
+    "truncated to whole ms with int()": "don't round",
+    "drops the slowest int(n * budget) with [:-k], then the max": "less than one request",
+    "drops repeated latencies with set()": "distinct values",
+})
+
+RIGHT += [
+    ("06.hedge_delay", "statistics.quantiles, inclusive, n = 1 / budget (last cut)", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import statistics
+    return statistics.quantiles(latencies_ms, n=round(1 / budget_extra),
+                                method="inclusive")[-1]
+'''),
+    ("06.hedge_delay", "numpy.quantile with the median_unbiased method, via functools.partial", '''
+import functools
+import numpy as np
+
+def _q(latencies_ms, budget_extra, *, method):
+    return float(np.quantile(np.array(latencies_ms, dtype=float), 1.0 - budget_extra,
+                             method=method))
+
+hedge_delay = functools.partial(_q, method="median_unbiased")
+'''),
+    ("06.hedge_delay", "heapq.nsmallest, keeping all but the budget's share", '''
+def hedge_delay(latencies_ms, budget_extra):
+    import heapq
+    n = len(latencies_ms)
+    return heapq.nsmallest(n - int(n * budget_extra), latencies_ms)[-1]
+'''),
+]
