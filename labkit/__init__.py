@@ -51,6 +51,7 @@ _LAZY = {
     "Service": "labkit.services.http",
     "ServicesShutDown": "labkit.services.http",
     "ServiceSpec": "labkit.services.http",
+    "Shedding": "labkit.services.shedding",
     "start_service": "labkit.services.http",
     "show": "labkit.course.source",
     "panel": "labkit.ui.panel",

@@ -165,6 +165,7 @@ class Service:
             ttl_s=validate.number("idempotency_ttl_s", idempotency_ttl_s, 0, lo_open=True,
                                   unit=" seconds"),
             max_keys=validate.integer("idempotency_max_keys", idempotency_max_keys, 1))
+        self.shedding = None          # chapter 06: a labkit.services.shedding.Shedding, or off
         self._runner: web.AppRunner | None = None
         self._was_stopped = False
         self.port: int | None = None

@@ -100,3 +100,10 @@ def test_a_wrong_knob_is_a_clear_500(run):
 def test_bad_shedding_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         Shedding(**kw)
+
+
+def test_shedding_is_off_on_a_new_service_and_importable_from_labkit():
+    import labkit
+    from labkit.services.http import SPECS, Service
+    assert Service(SPECS["users"]).shedding is None      # before the service ever started
+    assert labkit.Shedding(max_concurrency=2).limiter.limit == 2
