@@ -8,7 +8,9 @@ In the virtual-time simulator (`labkit.sim`: fast, deterministic for a seed):
   a fixed limit with a bounded queue (plain shedding), and the two adaptive limits of
   `labkit.patterns.limiter` (AIMD, Gradient). Per second of arrival: offered load, goodput
   (successes answered within `slo_s`), p99 latency of the answered requests, shed requests
-  and the limit.
+  and the limit. For the Gradient limit also its smallest RTT (`min_rtt_s`) and, per second,
+  the share of its updates with the gradient on its lower clamp of 0.5, where the limit can
+  only head for the floor queue_allowance / (1 - 0.5) (`gradient_floor`).
 - `throttle_lab()`: the same backend with a bounded queue under a ramp to several times its
   capacity, with and without the SRE book's client-side throttle: how many requests the
   backend had to refuse (work wasted on both sides) against how many succeeded.
@@ -34,12 +36,21 @@ from labkit.patterns.errors import ServiceError
 from labkit.patterns.limiter import AIMD, Gradient, Limiter
 from labkit.patterns.throttle import Throttle, Throttled
 
-__all__ = ["MODES", "ramp_lab", "throttle_lab", "burst_lab", "ramp_chart", "throttle_chart",
+__all__ = ["COLORS", "MODES", "gradient_floor", "ramp_lab", "throttle_lab", "burst_lab", "ramp_chart", "throttle_chart",
            "burst_chart", "p99"]
 
 MODES = ("no_limit", "fixed", "aimd", "gradient")
 _LABELS = {"no_limit": "no limit", "fixed": "fixed limit + queue", "aimd": "AIMD limit",
            "gradient": "gradient limit"}
+COLORS = {"no_limit": "C0", "fixed": "C1", "aimd": "C2", "gradient": "C3"}  # same in every panel
+GRADIENT_CLAMP = 0.5  # labkit.patterns.limiter.Gradient's lowest gradient
+
+
+def gradient_floor(algorithm: Gradient) -> float:
+    """The limit a Gradient heads for while its gradient sits on the 0.5 clamp: the fixed point
+    of limit = 0.5 * limit + queue_allowance, i.e. queue_allowance / (1 - 0.5), whatever the
+    service (only drops push it lower)."""
+    return algorithm.queue_allowance / (1 - GRADIENT_CLAMP)
 
 
 def p99(values) -> float:
@@ -92,6 +103,7 @@ async def _ramp_run(mode: str, p: dict) -> dict:
         limiter = Limiter(Gradient(initial_limit=p["workers"]))
     limits = [0.0] * n
     capacity = p["workers"] / p["service_s"]
+    updates, clamped = [0] * n, [0] * n   # Gradient: updates, and those on the 0.5 clamp
 
     async def request(t0):
         i = min(n - 1, int(t0))
@@ -102,6 +114,9 @@ async def _ramp_run(mode: str, p: dict) -> dict:
             else:
                 async with limiter.admit():
                     await svc.call()
+                if mode == "gradient":     # admit() just fed this call's RTT to the algorithm
+                    updates[i] += 1
+                    clamped[i] += limiter.algorithm.gradient <= GRADIENT_CLAMP
         except ServiceError:               # Overloaded (limiter) or 503 (fixed queue full)
             s["shed_per_s"][i] += 1
             return
@@ -128,6 +143,10 @@ async def _ramp_run(mode: str, p: dict) -> dict:
     s["totals"] = {"offered": sum(s["offered_per_s"]), "ok": sum(s["ok_per_s"]),
                    "goodput": sum(s["goodput_per_s"]), "shed": sum(s["shed_per_s"]),
                    "p99_last_5s": p99([x for b in lat[-5:] for x in b])}
+    if mode == "gradient":
+        s["gradient_clamped_share"] = [c / u if u else math.nan for c, u in zip(clamped, updates)]
+        s["min_rtt_s"] = limiter.algorithm.min_rtt_s
+        s["gradient_floor"] = gradient_floor(limiter.algorithm)
     return s
 
 
@@ -149,7 +168,8 @@ def ramp_lab(*, workers: int = 4, service_ms: float = 40.0, queue: int = 8,
 
     Capacity is workers / service time (4 / 40 ms = 100 requests/s by default). Returns
     {"params": ..., "capacity_per_s": ..., "runs": {mode: per-second series and totals}}.
-    Every mode sees the same arrivals. Virtual time: about 0.15 s of real time per mode with
+    Every mode sees the same arrivals. The "gradient" run also has "gradient_clamped_share"
+    (per second), "min_rtt_s" and "gradient_floor" (see `gradient_floor`). Virtual time: about 0.15 s of real time per mode with
     the defaults; the same seed gives the same numbers.
     """
     p = _ramp_params(workers, service_ms, queue, start_x, end_x, duration_s, slo_s, seed)
@@ -256,9 +276,18 @@ async def _burst_once(service, session, rate_per_s: float, burst_s: float,
                       if limiter else [],
             "failed": sum(1 for s in statuses if s not in (200, 503)),
             "shed_counted": service.counts["shed"] - shed_before,
+            "min_rtt_ms": _gradient_ms(limiter, "min_rtt_s"),
+            "rtt_end_ms": _gradient_ms(limiter, "rtt_s"),
+            "gradient_end": getattr(limiter.algorithm, "gradient", None) if limiter else None,
             "retry_after": sorted(retry_after), "p50_ms": _ms(latencies, 0.5),
             "p99_ms": _ms(latencies, 0.99), "max_ms": max(latencies, default=0) * 1000,
             "wall_s": loop.time() - start}
+
+
+def _gradient_ms(limiter, attr: str) -> float | None:
+    """A Gradient limiter's (smoothed or minimum) RTT in ms; None for other limiters."""
+    value = getattr(limiter.algorithm, attr, None) if limiter is not None else None
+    return None if value is None else value * 1000
 
 
 def _ms(xs, q) -> float:
@@ -277,7 +306,9 @@ async def burst_lab(*, workers: int = 4, work_ms: float = 20.0, overload_x: floa
     adaptive_initial_limit))` and the same queue, which starts from that guess and moves the
     cap with the latency it measures. Returns the runs: requests sent, ok, shed (503 with
     Retry-After), p50/p99/max latency of the accepted (ok) ones in ms, and for the shedding
-    runs the cap at the start and end of the burst and every cap it took ("limits").
+    runs the cap at the start and end of the burst and every cap it took ("limits"); for the
+    adaptive run also the Gradient's minimum and smoothed RTT at the end ("min_rtt_ms",
+    "rtt_end_ms", both ms) and its last gradient ("gradient_end"; None for the others).
 
     Wall-clock and a busy machine: expect ranges, not exact numbers. The service is stopped
     at the end, even on error.
@@ -334,6 +365,8 @@ async def burst_lab(*, workers: int = 4, work_ms: float = 20.0, overload_x: floa
 
 def ramp_chart(result: dict):
     """Goodput, p99 latency and the limit per second of arrival, one line per mode."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
     from labkit.ui.charts import new_figure
 
     if not isinstance(result, dict) or "runs" not in result or "capacity_per_s" not in result:
@@ -342,22 +375,31 @@ def ramp_chart(result: dict):
     fig = new_figure(9.0, 3.2)
     ax_good, ax_p99, ax_lim = fig.subplots(1, 3)
     for mode, run in result["runs"].items():
-        t = run["t_s"]
-        ax_good.plot(t, run["goodput_per_s"], label=_LABELS[mode])
-        ax_p99.plot(t, [x * 1000 for x in run["p99_s"]], label=_LABELS[mode])
-        if mode != "no_limit":
-            ax_lim.plot(t, run["limit"], label=_LABELS[mode])
+        t, style = run["t_s"], {"label": _LABELS[mode], "color": COLORS[mode]}
+        ax_good.plot(t, run["goodput_per_s"], **style)
+        ax_p99.plot(t, [x * 1000 for x in run["p99_s"]], **style)
+        if mode != "no_limit":              # no limit has no line here (it is infinite)
+            ax_lim.plot(t, run["limit"], **style)
     offered = [cap * _ramp(x + 0.5, p["duration_s"], p["start_x"], p["end_x"])
                for x in range(len(next(iter(result["runs"].values()))["t_s"]))]
     ax_good.plot(range(len(offered)), offered, "k:", label="offered")
     ax_good.axhline(cap, color="grey", lw=0.8)
     ax_good.set_ylabel(f"goodput (ok within {p['slo_s']:g} s) per s")
     ax_p99.set_yscale("log")
+    p99_ms = [x * 1000 for run in result["runs"].values() for x in run["p99_s"] if x == x]
+    if p99_ms:                              # plain ms labels (1-2-5 steps), not 2x10^2
+        lo, hi = min(p99_ms), max(p99_ms)
+        ticks = [m * 10 ** e for e in range(-1, 7) for m in (1, 2, 5)]
+        ax_p99.yaxis.set_major_locator(FixedLocator(
+            [v for v in ticks if lo / 2 <= v <= hi * 2] or [lo]))
+        ax_p99.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax_p99.yaxis.set_minor_formatter(NullFormatter())
     ax_p99.set_ylabel("p99 latency of answered (ms)")
     ax_lim.set_ylabel("concurrency limit")
     for ax in (ax_good, ax_p99, ax_lim):
         ax.set_xlabel("arrival time (virtual s)")
-    ax_good.legend(fontsize=7)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
     fig.suptitle(f"load ramps {p['start_x']:g}x -> {p['end_x']:g}x capacity "
                  f"({cap:g}/s: {p['workers']} workers x {p['service_s'] * 1000:g} ms)", fontsize=9)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.88, wspace=0.35)
