@@ -198,7 +198,8 @@ async def trace_demo(*, faults: dict | None = None, work_ms: dict | None = None,
 def format_tree(spans) -> str:
     """The spans of one trace as an indented tree, children under parents, in start order:
     offset and duration in ms from the earliest start, service, kind, name, status. A span's
-    events (``* retry.retry attempt=1 ...``) sit among its children in time order."""
+    events (``* retry.retry attempt=1 ... (on orders: server POST /checkout)``) sit among its
+    children in time order, each naming the span it belongs to (children may come between)."""
     spans = sorted(spans, key=lambda r: r.start_s)
     if not spans:
         return "(no spans)"
@@ -218,7 +219,7 @@ def format_tree(spans) -> str:
             if is_span:
                 emit(item, depth + 1)
             else:
-                _event(lines, t_s - t0, depth, *item)
+                _event(lines, t_s - t0, depth, *item, on=f"{r.service}: {r.kind} {r.name}")
     for root in children.get(None, ()):
         emit(root, 0)
     return "   start    duration  span\n" + "\n".join(lines)
@@ -227,12 +228,13 @@ def format_tree(spans) -> str:
 _EVENT_KEYS = ("attempt", "wait_s", "cause", "old", "new", "where")
 
 
-def _event(lines: list, offset_s: float, depth: int, name: str, attrs: dict) -> None:
-    """One span event as a tree line: offset, `*`, name and the attributes that explain it."""
+def _event(lines: list, offset_s: float, depth: int, name: str, attrs: dict, *, on: str) -> None:
+    """One span event as a tree line: offset, `*`, name, the attributes that explain it and
+    the span it is on (`on`)."""
     said = " ".join(f"{k}={_short(attrs[k])}" for k in _EVENT_KEYS
                     if k in attrs and attrs[k] not in (0.0, "ok"))
     lines.append(f"{1000 * offset_s:8.1f} ms {'':11}{'  ' * depth}  * {name}"
-                 f"{'  ' + said if said else ''}")
+                 f"{'  ' + said if said else ''}  (on {on})")
 
 
 def _short(value) -> str:

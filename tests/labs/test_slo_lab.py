@@ -1,8 +1,10 @@
 """labkit/labs/slo_lab.py (chapter 07): an SLO's burn rate on a live service while a fault is
 injected. It pages during an error fault and resets the knobs; a latency fault pages when its
-timeouts land, after the fault; requests it could not send count against the SLO; and "the
-page cleared" is only said of a page that fired. Real sockets, so the faults are chosen to make
-the outcome certain (a 3 s delay against a sub-second timeout), never a timing assert."""
+timeouts land, after the fault; requests it could not send count against the SLO; "the
+page cleared" is only said of a page that fired; the fault's marks are when the knobs changed
+(not the next sample), and `page_starts` counts each time the page switched on. Real sockets,
+so the faults are chosen to make the outcome certain (a 3 s delay against a sub-second
+timeout), never a timing assert."""
 import labkit
 from labkit.labs import slo_lab
 
@@ -56,3 +58,23 @@ def test_no_page_no_page_cleared(run):
                     after_s=0.3, timeout_s=5.0)
     assert r["first_page_s"] is None
     assert r["page_cleared_s"] is None and not r["still_paging"]
+
+
+def test_the_fault_marks_are_when_the_knobs_changed_and_page_starts_counts_each_switch_on(run):
+    # samples 0.3 s apart, fault from ~0.1 s: the first fault sample comes well after the knobs
+    # were set, so a mark taken from the samples (what the chart used to shade) would be late
+    users, r = _lab(run, faults={"error_rate": 0.6}, rate_per_s=100, calm_s=0.1, fault_s=1.0,
+                    after_s=0.4, timeout_s=5.0, sample_every_s=0.3)
+    tl = r["timeline"]
+    assert all(set(x) == {"t_s", "phase", "fast_long_burn", "fast_short_burn", "firing"}
+               for x in tl)
+    fault_t = [x["t_s"] for x in tl if x["phase"] == "fault"]
+    assert r["fault_start_s"] >= 0.1 and r["fault_end_s"] - r["fault_start_s"] >= 1.0
+    assert r["fault_start_s"] < fault_t[0] and fault_t[-1] < r["fault_end_s"]
+    assert all(x["t_s"] < r["fault_start_s"] for x in tl if x["phase"] == "calm")
+    assert all(x["t_s"] >= r["fault_end_s"] for x in tl if x["phase"] == "after")
+    since = [("page" in x["firing"]) for x in tl if x["phase"] != "calm"]
+    switches = sum(on and (i == 0 or not since[i - 1]) for i, on in enumerate(since))
+    assert r["first_page_s"] is not None           # 60 % errors: 60x > 14.4x, long window fills
+    assert r["page_starts"] == switches >= 1
+

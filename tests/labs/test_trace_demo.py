@@ -96,6 +96,7 @@ def test_a_flaky_payments_is_retried_and_the_retry_is_an_event_on_orders_span(ru
     tree = format_tree(spans).splitlines()
     at = [i for i, line in enumerate(tree) if "POST /charge" in line or "retry.retry" in line]
     assert ["retry.retry" in tree[i] for i in at] == [False, False, True, False, False]
+    assert tree[at[2]].endswith("(on orders: server POST /checkout)")   # not on a charge span
     assert not any(s.events for s in calm) and not any(s.status == "error" for s in calm)
 
 
