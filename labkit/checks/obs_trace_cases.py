@@ -6,7 +6,7 @@ mistakes random traces rarely do, a model of what each known mistake returns on 
 """
 from __future__ import annotations
 
-from labkit.obs.critical_path import build_tree, critical_path
+from labkit.obs.critical_path import build_tree, critical_path, union_s
 from labkit.obs.tracing import SpanRecord
 
 
@@ -132,18 +132,6 @@ def _windows(top) -> dict:
     return out
 
 
-def _union_s(intervals) -> float:
-    covered, run_start, run_end = 0.0, None, None
-    for a, b in sorted(intervals):
-        if run_end is None or a > run_end:
-            if run_end is not None:
-                covered += run_end - run_start
-            run_start, run_end = a, b
-        else:
-            run_end = max(run_end, b)
-    return covered + (run_end - run_start if run_end is not None else 0.0)
-
-
 def _visit(top, win: dict, *, choose=None, strict: bool = False) -> list:
     """The nodes a walk back from `top`'s end visits, in the windows `win`: at each node, of
     the children that ended by t, `choose` one (default: the one that ended last)."""
@@ -186,7 +174,7 @@ def _walk_best(top, win: dict) -> str:
 
     def self_s(node):
         lo, hi = win[node.span_id]
-        return (hi - lo) - _union_s(win[c.span_id] for c in kids(node))
+        return (hi - lo) - union_s(win[c.span_id] for c in kids(node))
 
     seen, todo = [], [top]
     while todo:
@@ -235,7 +223,7 @@ def mistakes(spans):
     selfs = {sid: n.self_s for sid, n in nodes.items()}
     clipped = _windows(root)
     raw = {sid: (n.span.start_s, n.span.end_s) for sid, n in nodes.items()}
-    raw_self = {sid: n.span.duration_s - _union_s(raw[c.span_id] for c in n.children)
+    raw_self = {sid: n.span.duration_s - union_s(raw[c.span_id] for c in n.children)
                 for sid, n in nodes.items()}
 
     def best(seen, key=selfs):

@@ -180,20 +180,23 @@ def _place(root: SpanNode) -> None:
         node.self_s = _self_time(node)
 
 
-def _self_time(node: SpanNode) -> float:
-    """The span's window minus the union of its (attached) children's windows."""
+def union_s(intervals) -> float:
+    """The total length covered by (start, end) intervals, overlaps counted once."""
     covered, run_start, run_end = 0.0, None, None
-    for c in sorted(node.children, key=lambda c: c.start_s):
-        if c.after_parent or c.end_s <= c.start_s:
-            continue
-        if run_end is None or c.start_s > run_end:
+    for a, b in sorted(intervals):
+        if run_end is None or a > run_end:
             if run_end is not None:
                 covered += run_end - run_start
-            run_start, run_end = c.start_s, c.end_s
+            run_start, run_end = a, b
         else:
-            run_end = max(run_end, c.end_s)
-    if run_end is not None:
-        covered += run_end - run_start
+            run_end = max(run_end, b)
+    return covered + (run_end - run_start if run_end is not None else 0.0)
+
+
+def _self_time(node: SpanNode) -> float:
+    """The span's window minus the union of its (attached) children's windows."""
+    covered = union_s((c.start_s, c.end_s) for c in node.children
+                      if not c.after_parent and c.end_s > c.start_s)
     return max(0.0, (node.end_s - node.start_s) - covered)
 
 
