@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from labkit._core import validate
+from labkit.obs import metrics
 
 __all__ = ["hedged", "HedgeStats", "hedge_delay_s", "MAX_EXTRA"]
 
@@ -179,11 +180,7 @@ def hedge_delay_s(source: Any, *, percentile: float = 95.0) -> float:
             raise ValueError("source has no latencies yet: measure some calls first")
         for v in values:
             validate.number("a latency in source", v, 0.0, unit=" seconds")
-        xs = sorted(values)
-        pos = (len(xs) - 1) * percentile / 100                   # linear interpolation
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(xs) - 1)
-        value = xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+        value = metrics.percentile(values, percentile)          # linear interpolation
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"source gave no usable percentile ({value!r}): is it empty?")
     return float(value)
