@@ -72,9 +72,6 @@ def install(service, app):
     is set (read per request; None, the default, lets everything through)."""
     from labkit.services.http import REQUEST_ID_HEADER, Served
 
-    if not hasattr(service, "shedding"):
-        service.shedding = None
-
     def refuse(request, shedding, start):
         shedding.shed += 1
         service.counts["shed"] += 1
